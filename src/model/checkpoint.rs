@@ -1,0 +1,231 @@
+//! Checkpoint files: read every tensor of a `model.safetensors` or `pytorch_model.bin`, bring
+//! timm's names to Hugging Face's, and hand out tensors by name with shape checks that name
+//! the tensor when they fail.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{Error, Result};
+
+/// How the tensors of a checkpoint are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Hugging Face `transformers` (`swin.encoder.layers.0.blocks.0.attention.self.query.weight`).
+    HuggingFace,
+    /// timm (`layers.0.blocks.0.attn.qkv.weight`, fused q|k|v, downsample at stage start).
+    Timm,
+}
+
+/// The tensors of one checkpoint, under Hugging Face names, in f32 on the CPU.
+#[derive(Debug)]
+pub struct Checkpoint {
+    tensors: HashMap<String, Tensor>,
+    file: PathBuf,
+    layout: Layout,
+}
+
+impl Checkpoint {
+    /// Reads `model.safetensors` or `pytorch_model.bin` (by extension) and detects its layout.
+    pub fn read(file: &Path) -> Result<Self> {
+        if !file.exists() {
+            return Err(Error::Model(format!(
+                "{} does not exist; a model folder needs model.safetensors or pytorch_model.bin",
+                file.display()
+            )));
+        }
+        let corrupt = |e: candle_core::Error| {
+            Error::Model(format!(
+                "{} is truncated or corrupt ({}); download or export it again",
+                file.display(),
+                first_line(&e.to_string())
+            ))
+        };
+        let raw: Vec<(String, Tensor)> =
+            if file.extension().is_some_and(|e| e == "bin" || e == "pth") {
+                candle_core::pickle::read_all(file).map_err(corrupt)?
+            } else {
+                let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+                candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+                    .map_err(corrupt)?
+                    .into_iter()
+                    .collect()
+            };
+        Self::from_tensors(raw, file)
+    }
+
+    /// Builds a checkpoint from named tensors (any float dtype), detecting the layout.
+    pub fn from_tensors(raw: Vec<(String, Tensor)>, file: &Path) -> Result<Self> {
+        let layout = if raw.iter().any(|(n, _)| n.starts_with("patch_embed.")) {
+            Layout::Timm
+        } else {
+            Layout::HuggingFace
+        };
+        let mut tensors = HashMap::with_capacity(raw.len());
+        let old_timm = raw
+            .iter()
+            .any(|(n, _)| n.starts_with("layers.0.downsample."));
+        for (name, tensor) in raw {
+            let tensor = match tensor.dtype() {
+                DType::F32 | DType::F16 | DType::BF16 | DType::F64 => {
+                    tensor.to_dtype(DType::F32)?
+                }
+                // Integer buffers (relative_position_index, masks) are recomputed, not read.
+                _ => continue,
+            };
+            match layout {
+                Layout::HuggingFace => {
+                    tensors.insert(name, tensor);
+                }
+                Layout::Timm => {
+                    for (name, tensor) in timm_to_hf(&name, tensor, old_timm)? {
+                        tensors.insert(name, tensor);
+                    }
+                }
+            }
+        }
+        Ok(Checkpoint {
+            tensors,
+            file: file.to_path_buf(),
+            layout,
+        })
+    }
+
+    /// The naming the file used.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The file the tensors came from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Whether a tensor of this (Hugging Face) name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// The shape of a tensor, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|t| t.dims())
+    }
+
+    /// The tensor `name`, which must have shape `shape`.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let tensor = self.tensors.get(name).ok_or_else(|| {
+            Error::Model(format!(
+                "{}: tensor `{name}` is missing; is this a Swin image-classification checkpoint matching its config.json?",
+                self.file.display()
+            ))
+        })?;
+        if tensor.dims() != shape {
+            return Err(Error::Model(format!(
+                "{}: tensor `{name}` has shape {:?}, expected {:?} from config.json",
+                self.file.display(),
+                tensor.dims(),
+                shape
+            )));
+        }
+        Ok(tensor.clone())
+    }
+
+    /// Number of blocks stored for `stage` (used to infer depths from timm weights).
+    pub fn blocks_in_stage(&self, stage: usize) -> usize {
+        (0..)
+            .take_while(|b| {
+                self.contains(&format!(
+                    "swin.encoder.layers.{stage}.blocks.{b}.layernorm_before.weight"
+                ))
+            })
+            .count()
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// Renames one timm tensor to its Hugging Face name(s); the fused q|k|v splits into three.
+fn timm_to_hf(name: &str, tensor: Tensor, old_layout: bool) -> Result<Vec<(String, Tensor)>> {
+    const E: &str = "swin.encoder.layers";
+    let simple = |n: String| Ok(vec![(n, tensor.clone())]);
+    if let Some(rest) = name.strip_prefix("patch_embed.proj.") {
+        return simple(format!(
+            "swin.embeddings.patch_embeddings.projection.{rest}"
+        ));
+    }
+    if let Some(rest) = name.strip_prefix("patch_embed.norm.") {
+        return simple(format!("swin.embeddings.norm.{rest}"));
+    }
+    if name == "absolute_pos_embed" {
+        return simple("swin.embeddings.position_embeddings".into());
+    }
+    if let Some(rest) = name.strip_prefix("norm.") {
+        return simple(format!("swin.layernorm.{rest}"));
+    }
+    if let Some(rest) = name
+        .strip_prefix("head.fc.")
+        .or_else(|| name.strip_prefix("head."))
+    {
+        return simple(format!("classifier.{rest}"));
+    }
+    let Some(rest) = name.strip_prefix("layers.") else {
+        return Ok(vec![]);
+    };
+    let Some((stage, rest)) = rest.split_once('.') else {
+        return Ok(vec![]);
+    };
+    let Ok(stage) = stage.parse::<usize>() else {
+        return Ok(vec![]);
+    };
+    if let Some(rest) = rest.strip_prefix("downsample.") {
+        // timm ≥ 0.9 merges at the start of stages 1..; HF (and old timm) at the end of 0..
+        let owner = if old_layout {
+            stage
+        } else {
+            stage.saturating_sub(1)
+        };
+        return simple(format!("{E}.{owner}.downsample.{rest}"));
+    }
+    let Some(rest) = rest.strip_prefix("blocks.") else {
+        return Ok(vec![]);
+    };
+    let Some((block, part)) = rest.split_once('.') else {
+        return Ok(vec![]);
+    };
+    let prefix = format!("{E}.{stage}.blocks.{block}");
+    let renamed = match part {
+        p if p.starts_with("norm1.") => format!("{prefix}.layernorm_before.{}", &p[6..]),
+        p if p.starts_with("norm2.") => format!("{prefix}.layernorm_after.{}", &p[6..]),
+        p if p.starts_with("attn.proj.") => format!("{prefix}.attention.output.dense.{}", &p[10..]),
+        p if p.starts_with("mlp.fc1.") => format!("{prefix}.intermediate.dense.{}", &p[8..]),
+        p if p.starts_with("mlp.fc2.") => format!("{prefix}.output.dense.{}", &p[8..]),
+        "attn.relative_position_bias_table" => {
+            format!("{prefix}.attention.self.relative_position_bias_table")
+        }
+        p if p.starts_with("attn.qkv.") => {
+            let suffix = &p[9..];
+            let rows = tensor.dim(0)?;
+            if rows % 3 != 0 {
+                return Err(Error::Model(format!(
+                    "tensor `{name}` has {rows} rows, not a fused q|k|v (a multiple of 3)"
+                )));
+            }
+            let third = rows / 3;
+            return ["query", "key", "value"]
+                .iter()
+                .enumerate()
+                .map(|(i, which)| -> Result<(String, Tensor)> {
+                    Ok((
+                        format!("{prefix}.attention.self.{which}.{suffix}"),
+                        tensor.narrow(0, i * third, third)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>();
+        }
+        _ => return Ok(vec![]),
+    };
+    simple(renamed)
+}

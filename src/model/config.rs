@@ -1,0 +1,341 @@
+//! The architecture of a Swin Transformer, read from a checkpoint's `config.json` (Hugging Face
+//! `SwinConfig` or timm's `config.json`) or inferred from its weights.
+
+use std::collections::BTreeMap;
+
+use candle_nn::Activation;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::geometry::Geometry;
+
+/// A Swin V1 image classifier's hyper-parameters, with the meaning of Hugging Face's `SwinConfig`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Input height and width in pixels.
+    pub image_size: (usize, usize),
+    /// Side of the square patches the image is cut into.
+    pub patch_size: usize,
+    /// Input channels (3 for RGB).
+    pub num_channels: usize,
+    /// Channels of the first stage; stage `i` has `embed_dim · 2^i`.
+    pub embed_dim: usize,
+    /// Blocks per stage.
+    pub depths: Vec<usize>,
+    /// Attention heads per stage.
+    pub num_heads: Vec<usize>,
+    /// Configured window side M (clamped per stage where the grid is not larger).
+    pub window_size: usize,
+    /// MLP hidden width over block width.
+    pub mlp_ratio: f64,
+    /// Whether the query, key and value projections have biases.
+    pub qkv_bias: bool,
+    /// The MLP's activation.
+    pub hidden_act: Activation,
+    /// Whether learned absolute position embeddings are added after the patch embedding.
+    pub use_absolute_embeddings: bool,
+    /// Epsilon of the blocks' and the final LayerNorms.
+    pub layer_norm_eps: f64,
+    /// Class names, indexed by logit.
+    pub labels: Vec<String>,
+}
+
+impl Config {
+    /// The `microsoft/swin-tiny-patch4-window7-224` architecture with `num_labels` classes.
+    pub fn swin_tiny(num_labels: usize) -> Self {
+        Config {
+            image_size: (224, 224),
+            patch_size: 4,
+            num_channels: 3,
+            embed_dim: 96,
+            depths: vec![2, 2, 6, 2],
+            num_heads: vec![3, 6, 12, 24],
+            window_size: 7,
+            mlp_ratio: 4.0,
+            qkv_bias: true,
+            hidden_act: Activation::Gelu,
+            use_absolute_embeddings: false,
+            layer_norm_eps: 1e-5,
+            labels: (0..num_labels).map(|i| format!("LABEL_{i}")).collect(),
+        }
+    }
+
+    /// Number of stages.
+    pub fn stages(&self) -> usize {
+        self.depths.len()
+    }
+
+    /// Channels of stage `stage`.
+    pub fn stage_dim(&self, stage: usize) -> usize {
+        self.embed_dim << stage
+    }
+
+    /// Channels of the final features fed to the classifier.
+    pub fn num_features(&self) -> usize {
+        self.stage_dim(self.stages() - 1)
+    }
+
+    /// Hidden width of the MLP of a block with `dim` channels (HF truncates, as `int()` does).
+    pub fn mlp_hidden(&self, dim: usize) -> usize {
+        (self.mlp_ratio * dim as f64) as usize
+    }
+
+    /// Number of classes.
+    pub fn num_labels(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Token grid of the first stage for an input of `height`×`width` pixels (the input is
+    /// padded to whole patches, as the reference does).
+    pub fn token_grid(&self, height: usize, width: usize) -> (usize, usize) {
+        (
+            height.div_ceil(self.patch_size),
+            width.div_ceil(self.patch_size),
+        )
+    }
+
+    /// The geometry of every block, in forward order, for an input of `height`×`width` pixels.
+    pub fn geometries(&self, height: usize, width: usize) -> Vec<Geometry> {
+        let (mut h, mut w) = self.token_grid(height, width);
+        let mut out = Vec::new();
+        for (stage, &depth) in self.depths.iter().enumerate() {
+            for block in 0..depth {
+                let shift = if block % 2 == 1 {
+                    self.window_size / 2
+                } else {
+                    0
+                };
+                out.push(Geometry::new(stage, block, h, w, self.window_size, shift));
+            }
+            if stage + 1 < self.stages() {
+                h = h.div_ceil(2);
+                w = w.div_ceil(2);
+            }
+        }
+        out
+    }
+
+    /// Checks the invariants the model relies on, so a bad config is an error, not a panic.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Model(format!("config.json: {m}")));
+        if self.depths.is_empty() || self.depths.len() != self.num_heads.len() {
+            return bad(format!(
+                "`depths` ({:?}) and `num_heads` ({:?}) must be non-empty and of equal length",
+                self.depths, self.num_heads
+            ));
+        }
+        if self.patch_size == 0 || self.window_size == 0 || self.embed_dim == 0 {
+            return bad("`patch_size`, `window_size` and `embed_dim` must be positive".into());
+        }
+        if self.image_size.0 == 0 || self.image_size.1 == 0 {
+            return bad("`image_size` must be positive".into());
+        }
+        for (stage, &heads) in self.num_heads.iter().enumerate() {
+            if heads == 0 || !self.stage_dim(stage).is_multiple_of(heads) {
+                return bad(format!(
+                    "stage {stage} has {} channels, not divisible by its {heads} heads",
+                    self.stage_dim(stage)
+                ));
+            }
+        }
+        if self.labels.is_empty() {
+            return bad("the model has no labels (`id2label` is empty)".into());
+        }
+        if self.mlp_ratio.is_nan()
+            || self.mlp_ratio <= 0.0
+            || self.layer_norm_eps.is_nan()
+            || self.layer_norm_eps <= 0.0
+        {
+            return bad("`mlp_ratio` and `layer_norm_eps` must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Parses a Hugging Face `config.json` of a `SwinForImageClassification`.
+    pub fn from_hf_json(text: &str) -> Result<Self> {
+        let raw: HfConfig = serde_json::from_str(text)
+            .map_err(|e| Error::Model(format!("config.json is malformed: {e}")))?;
+        let labels = labels_from_map(raw.id2label, raw.num_labels)?;
+        let config = Config {
+            image_size: raw.image_size.pair(),
+            patch_size: raw.patch_size.square()?,
+            num_channels: raw.num_channels,
+            embed_dim: raw.embed_dim,
+            depths: raw.depths,
+            num_heads: raw.num_heads,
+            window_size: raw.window_size,
+            mlp_ratio: raw.mlp_ratio,
+            qkv_bias: raw.qkv_bias,
+            hidden_act: parse_activation(&raw.hidden_act)?,
+            use_absolute_embeddings: raw.use_absolute_embeddings,
+            layer_norm_eps: raw.layer_norm_eps,
+            labels,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn parse_activation(name: &str) -> Result<Activation> {
+    Ok(match name {
+        "gelu" => Activation::Gelu,
+        "gelu_new" | "gelu_fast" => Activation::NewGelu,
+        "gelu_pytorch_tanh" => Activation::GeluPytorchTanh,
+        "relu" => Activation::Relu,
+        "silu" | "swish" => Activation::Silu,
+        other => {
+            return Err(Error::Model(format!(
+                "config.json: unsupported `hidden_act` \"{other}\" (supported: gelu, gelu_new, gelu_pytorch_tanh, relu, silu)"
+            )))
+        }
+    })
+}
+
+/// Class names from HF's `id2label` (keys are decimal strings), filling gaps with `LABEL_i`.
+fn labels_from_map(
+    id2label: Option<BTreeMap<String, String>>,
+    num_labels: Option<usize>,
+) -> Result<Vec<String>> {
+    let mut map = BTreeMap::new();
+    for (key, name) in id2label.unwrap_or_default() {
+        let id: usize = key.parse().map_err(|_| {
+            Error::Model(format!(
+                "config.json: `id2label` key \"{key}\" is not a number"
+            ))
+        })?;
+        map.insert(id, name);
+    }
+    let count = num_labels
+        .unwrap_or(0)
+        .max(map.keys().next_back().map_or(0, |&k| k + 1));
+    Ok((0..count)
+        .map(|i| map.get(&i).cloned().unwrap_or_else(|| format!("LABEL_{i}")))
+        .collect())
+}
+
+/// `image_size` and `patch_size` are an int or a pair in HF configs.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum IntOrPair {
+    One(usize),
+    Two([usize; 2]),
+}
+
+impl IntOrPair {
+    fn pair(&self) -> (usize, usize) {
+        match *self {
+            IntOrPair::One(n) => (n, n),
+            IntOrPair::Two([h, w]) => (h, w),
+        }
+    }
+
+    fn square(&self) -> Result<usize> {
+        match self.pair() {
+            (h, w) if h == w => Ok(h),
+            (h, w) => Err(Error::Model(format!(
+                "config.json: non-square patches {h}×{w} are not supported"
+            ))),
+        }
+    }
+}
+
+fn default_image_size() -> IntOrPair {
+    IntOrPair::One(224)
+}
+fn default_patch_size() -> IntOrPair {
+    IntOrPair::One(4)
+}
+fn default_three() -> usize {
+    3
+}
+fn default_embed_dim() -> usize {
+    96
+}
+fn default_depths() -> Vec<usize> {
+    vec![2, 2, 6, 2]
+}
+fn default_heads() -> Vec<usize> {
+    vec![3, 6, 12, 24]
+}
+fn default_window() -> usize {
+    7
+}
+fn default_mlp_ratio() -> f64 {
+    4.0
+}
+fn default_true() -> bool {
+    true
+}
+fn default_gelu() -> String {
+    "gelu".into()
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+
+/// The fields of HF's `SwinConfig` that matter here, with its defaults.
+#[derive(Debug, Deserialize)]
+struct HfConfig {
+    #[serde(default = "default_image_size")]
+    image_size: IntOrPair,
+    #[serde(default = "default_patch_size")]
+    patch_size: IntOrPair,
+    #[serde(default = "default_three")]
+    num_channels: usize,
+    #[serde(default = "default_embed_dim")]
+    embed_dim: usize,
+    #[serde(default = "default_depths")]
+    depths: Vec<usize>,
+    #[serde(default = "default_heads")]
+    num_heads: Vec<usize>,
+    #[serde(default = "default_window")]
+    window_size: usize,
+    #[serde(default = "default_mlp_ratio")]
+    mlp_ratio: f64,
+    #[serde(default = "default_true")]
+    qkv_bias: bool,
+    #[serde(default = "default_gelu")]
+    hidden_act: String,
+    #[serde(default)]
+    use_absolute_embeddings: bool,
+    #[serde(default = "default_eps")]
+    layer_norm_eps: f64,
+    #[serde(default)]
+    id2label: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    num_labels: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swin_tiny_geometry_matches_the_published_model() {
+        let g = Config::swin_tiny(1000).geometries(224, 224);
+        assert_eq!(g.len(), 12);
+        assert_eq!((g[0].height, g[0].window, g[0].shift), (56, 7, 0));
+        assert_eq!((g[1].height, g[1].shift), (56, 3));
+        assert_eq!((g[2].stage, g[2].height), (1, 28));
+        // 7×7 grid with window 7: clamped, no shift.
+        assert_eq!((g[11].height, g[11].window, g[11].shift), (7, 7, 0));
+    }
+
+    #[test]
+    fn hf_config_parses_labels_and_rejects_garbage() {
+        let c = Config::from_hf_json(
+            r#"{"image_size": 96, "embed_dim": 8, "depths": [2], "num_heads": [2],
+                "id2label": {"0": "cat", "1": "dog"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.labels, vec!["cat", "dog"]);
+        assert_eq!(c.image_size, (96, 96));
+        let err = Config::from_hf_json("{not json").unwrap_err().to_string();
+        assert!(err.contains("config.json is malformed"), "{err}");
+        let err =
+            Config::from_hf_json(r#"{"depths": [2, 2], "num_heads": [3], "id2label": {"0": "a"}}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("num_heads"), "{err}");
+    }
+}

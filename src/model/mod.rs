@@ -1,0 +1,98 @@
+//! The Swin Transformer: its configuration, checkpoint files, where models come from (a local
+//! folder, the Hugging Face hub, or the embedded default), and the network itself.
+
+mod checkpoint;
+mod config;
+mod source;
+mod swin;
+
+pub use checkpoint::{Checkpoint, Layout};
+pub use config::Config;
+pub use source::ModelSource;
+pub use swin::{Forward, Swin};
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use crate::error::Result;
+use crate::preprocess::Preprocessor;
+use crate::trace::Trace;
+
+/// A ready-to-run classifier: the network, its labels and its preprocessing.
+#[derive(Debug)]
+pub struct Model {
+    /// The network.
+    pub swin: Swin,
+    /// How input images are prepared.
+    pub preprocessor: Preprocessor,
+    /// Where it came from, for messages ("assets/model", "microsoft/swin-tiny-…").
+    pub name: String,
+}
+
+/// A label with its softmax probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Logit index.
+    pub index: usize,
+    /// Class name from `id2label`.
+    pub label: String,
+    /// Softmax probability.
+    pub probability: f32,
+}
+
+impl Model {
+    /// Loads a model from wherever `source` points.
+    pub fn load(source: &ModelSource) -> Result<Self> {
+        source.load()
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &Config {
+        self.swin.config()
+    }
+
+    /// Runs one preprocessed image (`[3, H, W]` row-major) and records every block.
+    pub fn trace_pixels(&self, pixel_values: Vec<f32>) -> Result<Trace> {
+        let (h, w) = self.preprocessor.size;
+        let pixels = Tensor::from_vec(pixel_values.clone(), (1, 3, h, w), &Device::Cpu)?;
+        let (logits, blocks) = self.swin.trace(&pixels)?;
+        Ok(Trace {
+            pixel_values,
+            image_size: (h, w),
+            logits,
+            blocks,
+        })
+    }
+
+    /// Reads, preprocesses and runs an image file, recording every block.
+    pub fn trace_image(&self, path: &Path) -> Result<Trace> {
+        self.trace_pixels(self.preprocessor.load(path)?)
+    }
+
+    /// The `k` most probable labels of a trace's logits, most probable first.
+    pub fn top_k(&self, logits: &[f32], k: usize) -> Vec<Prediction> {
+        top_k(logits, &self.config().labels, k)
+    }
+}
+
+/// The `k` most probable labels of `logits`, most probable first (ties by index).
+pub fn top_k(logits: &[f32], labels: &[String], k: usize) -> Vec<Prediction> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
+    let total: f64 = exp.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    order
+        .into_iter()
+        .take(k)
+        .map(|index| Prediction {
+            index,
+            label: labels
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| format!("LABEL_{index}")),
+            probability: (exp[index] / total) as f32,
+        })
+        .collect()
+}

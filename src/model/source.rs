@@ -1,0 +1,274 @@
+//! Where a model comes from: a local folder (Hugging Face or timm layout), a Hugging Face hub
+//! id (downloaded once into the usual cache, then used offline), or the embedded default.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::checkpoint::{Checkpoint, Layout};
+use super::config::Config;
+use super::swin::Swin;
+use super::Model;
+use crate::error::{Error, Result};
+use crate::preprocess::{Filter, Preprocessor};
+
+/// A model to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A folder with `config.json` and `model.safetensors` or `pytorch_model.bin`.
+    Folder(PathBuf),
+    /// A Hugging Face hub id such as `microsoft/swin-tiny-patch4-window7-224`.
+    Hub(String),
+}
+
+impl ModelSource {
+    /// Reads a `--model` argument: an existing folder, else something shaped like a hub id
+    /// (`owner/name`), else a folder (which will be reported missing).
+    pub fn parse(arg: &str) -> Self {
+        let path = Path::new(arg);
+        let hub_like = !path.exists()
+            && arg.matches('/').count() == 1
+            && !arg.starts_with(['.', '/', '~'])
+            && arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        if hub_like {
+            ModelSource::Hub(arg.to_string())
+        } else {
+            ModelSource::Folder(path.to_path_buf())
+        }
+    }
+
+    /// Loads the model.
+    pub fn load(&self) -> Result<Model> {
+        match self {
+            ModelSource::Folder(dir) => load_folder(dir, dir.display().to_string()),
+            ModelSource::Hub(id) => load_hub(id),
+        }
+    }
+}
+
+/// The files of a model, wherever they lie.
+struct ModelFiles {
+    config: PathBuf,
+    weights: PathBuf,
+    preprocessor: Option<PathBuf>,
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}
+
+fn load_folder(dir: &Path, name: String) -> Result<Model> {
+    if !dir.is_dir() {
+        return Err(Error::Model(format!(
+            "model folder {} does not exist; pass a folder holding config.json and model.safetensors, or a hub id such as microsoft/swin-tiny-patch4-window7-224",
+            dir.display()
+        )));
+    }
+    let config = dir.join("config.json");
+    if !config.is_file() {
+        return Err(Error::Model(format!(
+            "{} is missing; a model folder needs config.json beside its weights",
+            config.display()
+        )));
+    }
+    let weights = ["model.safetensors", "pytorch_model.bin"]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Error::Model(format!(
+                "{} holds neither model.safetensors nor pytorch_model.bin",
+                dir.display()
+            ))
+        })?;
+    let preprocessor = Some(dir.join("preprocessor_config.json")).filter(|p| p.is_file());
+    load_files(
+        &ModelFiles {
+            config,
+            weights,
+            preprocessor,
+        },
+        name,
+    )
+}
+
+fn load_files(files: &ModelFiles, name: String) -> Result<Model> {
+    let checkpoint = Checkpoint::read(&files.weights)?;
+    let text = read_text(&files.config)?;
+    let json: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Model(format!("{} is malformed: {e}", files.config.display())))?;
+    let timm = json.get("architecture").is_some() || json.get("pretrained_cfg").is_some();
+    let (config, default_pre) =
+        if timm || (checkpoint.layout() == Layout::Timm && json.get("depths").is_none()) {
+            timm_config(&json, &checkpoint)?
+        } else {
+            let config = Config::from_hf_json(&text)?;
+            let pre = Preprocessor::imagenet(config.image_size);
+            (config, pre)
+        };
+    let preprocessor = match &files.preprocessor {
+        Some(p) => Preprocessor::from_hf_json(&read_text(p)?, config.image_size)?,
+        None => default_pre,
+    };
+    Ok(Model {
+        swin: Swin::load(&checkpoint, config)?,
+        preprocessor,
+        name,
+    })
+}
+
+/// timm's `config.json` names only the architecture; the rest is read off the weights.
+fn timm_config(json: &Value, ck: &Checkpoint) -> Result<(Config, Preprocessor)> {
+    let missing = |what: &str| {
+        Error::Model(format!(
+            "{}: cannot infer the architecture, tensor `{what}` is missing",
+            ck.file().display()
+        ))
+    };
+    let proj = "swin.embeddings.patch_embeddings.projection.weight";
+    let &[embed_dim, num_channels, patch_size, _] = ck.shape(proj).ok_or_else(|| missing(proj))?
+    else {
+        return Err(Error::Model(format!(
+            "tensor `{proj}` is not 4-dimensional"
+        )));
+    };
+    let depths: Vec<usize> = (0..)
+        .map(|s| ck.blocks_in_stage(s))
+        .take_while(|&d| d > 0)
+        .collect();
+    let table = |s: usize| {
+        format!("swin.encoder.layers.{s}.blocks.0.attention.self.relative_position_bias_table")
+    };
+    let num_heads = (0..depths.len())
+        .map(|s| {
+            ck.shape(&table(s))
+                .and_then(|t| t.get(1).copied())
+                .ok_or_else(|| missing(&table(s)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rows = ck.shape(&table(0)).map_or(1, |t| t[0]);
+    let window_size = ((rows as f64).sqrt().round() as usize).div_ceil(2);
+    let fc1 = "swin.encoder.layers.0.blocks.0.intermediate.dense.weight";
+    let hidden = ck.shape(fc1).ok_or_else(|| missing(fc1))?[0];
+    let classes = ck
+        .shape("classifier.weight")
+        .ok_or_else(|| missing("head.fc.weight"))?[0];
+    let cfg = json.get("pretrained_cfg").unwrap_or(json);
+    let image_size = cfg
+        .get("input_size")
+        .and_then(Value::as_array)
+        .and_then(|a| Some((a.get(1)?.as_u64()? as usize, a.get(2)?.as_u64()? as usize)))
+        .unwrap_or((224, 224));
+    let labels = json
+        .get("label_names")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| l.len() == classes)
+        .unwrap_or_else(|| (0..classes).map(|i| format!("LABEL_{i}")).collect());
+    let config = Config {
+        image_size,
+        patch_size,
+        num_channels,
+        embed_dim,
+        mlp_ratio: hidden as f64 / embed_dim as f64,
+        qkv_bias: ck.contains("swin.encoder.layers.0.blocks.0.attention.self.query.bias"),
+        hidden_act: candle_nn::Activation::Gelu,
+        use_absolute_embeddings: ck.contains("swin.embeddings.position_embeddings"),
+        layer_norm_eps: 1e-5,
+        depths,
+        num_heads,
+        window_size,
+        labels,
+    };
+    config.validate()?;
+    let floats = |key: &str| -> Option<[f32; 3]> {
+        let a = cfg.get(key)?.as_array()?;
+        let v: Vec<f32> = a
+            .iter()
+            .filter_map(|x| x.as_f64().map(|f| f as f32))
+            .collect();
+        (v.len() == 3).then(|| [v[0], v[1], v[2]])
+    };
+    let mut pre = Preprocessor::imagenet(image_size);
+    pre.mean = floats("mean").unwrap_or(pre.mean);
+    pre.std = floats("std").unwrap_or(pre.std);
+    pre.crop_pct = Some(cfg.get("crop_pct").and_then(Value::as_f64).unwrap_or(0.9));
+    pre.filter = match cfg.get("interpolation").and_then(Value::as_str) {
+        Some("bilinear") => Filter::Bilinear,
+        Some("nearest") => Filter::Nearest,
+        Some("lanczos") => Filter::Lanczos,
+        _ => Filter::Bicubic,
+    };
+    Ok((config, pre))
+}
+
+fn load_hub(id: &str) -> Result<Model> {
+    let cache = hf_hub::Cache::from_env();
+    let cached = cache.model(id.to_string());
+    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v == "true");
+    let mut api: Option<hf_hub::api::sync::ApiRepo> = None;
+    let mut fetch = |file: &str| -> Result<Option<PathBuf>> {
+        if let Some(p) = cached.get(file) {
+            return Ok(Some(p));
+        }
+        if offline {
+            return Ok(None);
+        }
+        if api.is_none() {
+            let built = hf_hub::api::sync::ApiBuilder::from_env()
+                .with_progress(true)
+                .build()
+                .map_err(|e| hub_error(id, &cache, &e.to_string()))?;
+            api = Some(built.model(id.to_string()));
+        }
+        let Some(repo) = api.as_ref() else {
+            return Ok(None);
+        };
+        match repo.get(file) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if e.to_string().contains("404") => Ok(None),
+            Err(e) => Err(hub_error(id, &cache, &e.to_string())),
+        }
+    };
+    let not_there = |what: &str| {
+        Error::Model(format!(
+            "`{id}` has no {what} on the Hugging Face hub nor in the cache at {}{}; check the id, or pass a local folder",
+            cache.path().display(),
+            if offline { " (HF_HUB_OFFLINE is set)" } else { "" }
+        ))
+    };
+    let config = fetch("config.json")?.ok_or_else(|| not_there("config.json"))?;
+    let weights = match fetch("model.safetensors")? {
+        Some(p) => p,
+        None => fetch("pytorch_model.bin")?
+            .ok_or_else(|| not_there("model.safetensors or pytorch_model.bin"))?,
+    };
+    let preprocessor = fetch("preprocessor_config.json")?;
+    load_files(
+        &ModelFiles {
+            config,
+            weights,
+            preprocessor,
+        },
+        id.to_string(),
+    )
+}
+
+fn hub_error(id: &str, cache: &hf_hub::Cache, message: &str) -> Error {
+    let message = message.lines().next().unwrap_or(message);
+    if message.contains("401") || message.contains("403") {
+        return Error::Model(format!(
+            "`{id}` is not a public model on the Hugging Face hub ({message}); check the id or log in with a token"
+        ));
+    }
+    Error::Model(format!(
+        "could not download `{id}` from the Hugging Face hub ({message}); no network? Models already downloaded are used from the cache at {} without network; or pass a local folder",
+        cache.path().display()
+    ))
+}

@@ -1,0 +1,122 @@
+//! The model against Hugging Face `transformers` on the fixtures made by
+//! `tests/fixtures/make_fixtures.py`: logits, every block's attention and geometry, the same
+//! weights under timm's names, and preprocessing of a real photo.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use swin_rollout::model::{Model, ModelSource};
+use swin_rollout::preprocess::Preprocessor;
+
+fn fixture(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(p)
+}
+
+fn reference(dir: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture(dir).join("reference.safetensors"), &Device::Cpu)
+        .expect("reference fixture")
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Runs `model_dir` on the reference input of `reference_dir` and compares everything.
+fn check(model_dir: &str, reference_dir: &str) {
+    let model = Model::load(&ModelSource::Folder(fixture(model_dir))).expect("model loads");
+    let r = reference(reference_dir);
+    let pixels = &r["pixel_values"];
+    let (logits, blocks) = model.swin.trace(pixels).expect("forward");
+
+    let want = r["logits"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = max_abs_diff(&logits, &want);
+    assert!(
+        diff <= 1e-4 * scale,
+        "{model_dir}: logits differ by {diff} (scale {scale})"
+    );
+
+    let geometry = r["geometry"].to_vec2::<i64>().unwrap();
+    assert_eq!(
+        blocks.len(),
+        geometry.len(),
+        "{model_dir}: number of blocks"
+    );
+    for (k, (block, g)) in blocks.iter().zip(&geometry).enumerate() {
+        let b = &block.geometry;
+        let ours = [
+            b.stage,
+            b.block,
+            b.height,
+            b.width,
+            b.padded_height,
+            b.padded_width,
+            b.window,
+            b.shift,
+        ]
+        .map(|v| v as i64);
+        assert_eq!(&ours[..], &g[..], "{model_dir}: geometry of block {k}");
+        let want = &r[&format!("attn_{k:02}")];
+        assert_eq!(
+            [b.windows(), block.heads, b.window_area(), b.window_area()],
+            want.dims(),
+            "{model_dir}: attention shape of block {k}"
+        );
+        let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let diff = max_abs_diff(&block.attention, &want);
+        assert!(
+            diff <= 1e-5,
+            "{model_dir}: block {k} attention differs by {diff}"
+        );
+    }
+}
+
+#[test]
+fn swin224_matches_transformers() {
+    check("swin224", "swin224");
+}
+
+#[test]
+fn padded_and_clamped_model_from_pytorch_bin_matches_transformers() {
+    check("swin_pad", "swin_pad");
+}
+
+#[test]
+fn timm_named_weights_give_the_same_model() {
+    check("swin224_timm", "swin224");
+    let timm = Model::load(&ModelSource::Folder(fixture("swin224_timm"))).unwrap();
+    let hf = Model::load(&ModelSource::Folder(fixture("swin224"))).unwrap();
+    assert_eq!(timm.config().depths, hf.config().depths);
+    assert_eq!(timm.config().num_heads, hf.config().num_heads);
+    assert_eq!(timm.config().window_size, hf.config().window_size);
+    assert_eq!(timm.config().labels, hf.config().labels);
+}
+
+#[test]
+fn preprocessing_matches_the_reference_processor() {
+    let text = std::fs::read_to_string(fixture("preprocess/preprocessor_config.json")).unwrap();
+    let pre = Preprocessor::from_hf_json(&text, (224, 224)).unwrap();
+    let ours = pre
+        .load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/chelsea.png"))
+        .unwrap();
+    let want = candle_core::safetensors::load(
+        fixture("preprocess/chelsea_swin_tiny.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let want = want["pixel_values"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let diff = max_abs_diff(&ours, &want);
+    // Pillow's 8-bit resampling is reproduced exactly; what remains is float rounding.
+    assert!(diff <= 1e-5, "preprocessing differs by {diff}");
+}
