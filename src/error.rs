@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {}", path.display(), reason(source))]
     Io {
         /// The file or folder involved.
         path: PathBuf,
@@ -43,5 +43,14 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// An I/O error's text without the trailing "(os error N)".
+pub fn reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
     }
 }

@@ -14,3 +14,7 @@ pub mod model;
 pub mod preprocess;
 
 pub use model::{Model, ModelSource};
+pub mod cli;
+pub mod export;
+pub mod npz;
+pub mod output;

@@ -229,7 +229,13 @@ fn triple(v: &[f64], key: &str) -> Result<[f32; 3]> {
 /// Decodes any image the `image` crate reads and converts it to 8-bit RGB (grey replicated,
 /// alpha dropped, 16-bit scaled), as `PIL.Image.convert("RGB")` does.
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::InvalidArgument(format!(
+            "image {} does not exist; check the path",
+            path.display()
+        )),
+        _ => Error::io(path, e),
+    })?;
     let image = image::load_from_memory(&bytes).map_err(|e| Error::Image {
         path: path.to_path_buf(),
         message: e.to_string(),

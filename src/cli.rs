@@ -1,0 +1,112 @@
+//! The command line: argument definitions and what each subcommand does. `main.rs` only
+//! parses and calls [`run`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::Result;
+use crate::export;
+use crate::model::{Model, ModelSource};
+
+const EXAMPLES: &str = "\
+Examples:
+  swin-rollout predict photo.jpg --top 3
+  swin-rollout predict photo.jpg --model microsoft/swin-tiny-patch4-window7-224
+  swin-rollout export photo.jpg -o trace.npz
+  swin-rollout export photo.jpg --model ./my-swin-folder -o trace.npz
+
+Models: a folder with config.json and model.safetensors (or pytorch_model.bin), in Hugging Face
+or timm layout, or a Hugging Face hub id (downloaded once into ~/.cache/huggingface/hub, then
+used offline).";
+
+/// Shows how information flows through a Swin Transformer.
+#[derive(Debug, Parser)]
+#[command(name = "swin-rollout", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the model's most probable labels for an image.
+    #[command(after_help = "Example:\n  swin-rollout predict photo.jpg --top 3")]
+    Predict(PredictArgs),
+    /// Write the preprocessed input, logits, and every block's geometry and attention as a
+    /// NumPy .npz file.
+    #[command(
+        after_help = "Example:\n  swin-rollout export photo.jpg -o trace.npz\n  python -c \"import numpy; print(numpy.load('trace.npz')['geometry'])\""
+    )]
+    Export(ExportArgs),
+}
+
+/// Which model to run.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Model folder (Hugging Face or timm layout) or Hugging Face hub id.
+    #[arg(short, long, value_name = "FOLDER|HUB_ID")]
+    pub model: String,
+}
+
+impl ModelArgs {
+    fn load(&self) -> Result<Model> {
+        Model::load(&ModelSource::parse(&self.model))
+    }
+}
+
+/// Arguments of `predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Image file (PNG, JPEG, BMP, GIF, TIFF, WebP; any size, colour type or bit depth).
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// How many labels to print.
+    #[arg(short = 'k', long, default_value_t = 5)]
+    pub top: usize,
+}
+
+/// Arguments of `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Image file.
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output .npz file (its folder must exist).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+/// Runs a parsed command line, printing results to standard output.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Predict(args) => predict(&args),
+        Command::Export(args) => export(&args),
+    }
+}
+
+fn predict(args: &PredictArgs) -> Result<()> {
+    let model = args.model.load()?;
+    let trace = model.trace_image(&args.image)?;
+    for p in model.top_k(&trace.logits, args.top) {
+        println!("{:>7.3}%  {}", p.probability * 100.0, p.label);
+    }
+    Ok(())
+}
+
+fn export(args: &ExportArgs) -> Result<()> {
+    crate::output::check_writable(&args.output)?;
+    let model = args.model.load()?;
+    let trace = model.trace_image(&args.image)?;
+    export::write_trace(&args.output, &trace, &[])?;
+    println!(
+        "wrote {} ({} blocks)",
+        args.output.display(),
+        trace.blocks.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Output files that appear whole or not at all: written to a temporary file beside the
+//! target and renamed into place on success, so an error never leaves a half-written file.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Checks that `path` can be written: its folder exists (it is never created) and the path is
+/// not a folder.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let parent = parent_of(path);
+    if !parent.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: the folder {} does not exist; create it first or choose another output path",
+            path.display(),
+            parent.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{} is a folder; give a file name",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Writes `path` atomically: `write` fills a buffered temporary file in the same folder, which
+/// replaces `path` only if everything succeeded.
+pub fn write_atomically<F>(path: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(&mut BufWriter<&mut std::fs::File>) -> Result<()>,
+{
+    check_writable(path)?;
+    let parent = parent_of(path);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".swin-rollout-")
+        .suffix(".part")
+        .tempfile_in(&parent)
+        .map_err(|e| unwritable(path, &e))?;
+    {
+        let mut out = BufWriter::new(tmp.as_file_mut());
+        write(&mut out)?;
+        out.flush().map_err(|e| unwritable(path, &e))?;
+    }
+    tmp.persist(path).map_err(|e| unwritable(path, &e.error))?;
+    Ok(())
+}
+
+fn unwritable(path: &Path, e: &std::io::Error) -> Error {
+    Error::InvalidArgument(format!(
+        "cannot write {} ({}); choose a writable location",
+        path.display(),
+        crate::error::reason(e)
+    ))
+}
