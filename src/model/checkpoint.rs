@@ -229,3 +229,93 @@ fn timm_to_hf(name: &str, tensor: Tensor, old_layout: bool) -> Result<Vec<(Strin
     };
     simple(renamed)
 }
+
+/// Seeded random tensors under Hugging Face names.
+struct RandomWeights {
+    state: u64,
+    tensors: Vec<(String, Tensor)>,
+}
+
+impl RandomWeights {
+    /// Uniform in [−0.5, 0.5) by splitmix64: tiny, seedable, good enough for weights.
+    fn next(&mut self) -> f32 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    }
+
+    fn tensor(&mut self, name: String, shape: &[usize], scale: f32, offset: f32) -> Result<()> {
+        let n = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| offset + scale * self.next()).collect();
+        let t = Tensor::from_vec(data, shape, &Device::Cpu)?;
+        self.tensors.push((name, t));
+        Ok(())
+    }
+
+    fn norm(&mut self, prefix: &str, dim: usize) -> Result<()> {
+        self.tensor(format!("{prefix}.weight"), &[dim], 0.2, 1.0)?;
+        self.tensor(format!("{prefix}.bias"), &[dim], 0.2, 0.0)
+    }
+
+    fn linear(&mut self, prefix: &str, inp: usize, out: usize, bias: bool) -> Result<()> {
+        let scale = 2.0 / (inp as f32).sqrt();
+        self.tensor(format!("{prefix}.weight"), &[out, inp], scale, 0.0)?;
+        if bias {
+            self.tensor(format!("{prefix}.bias"), &[out], 0.1, 0.0)?;
+        }
+        Ok(())
+    }
+}
+
+impl Checkpoint {
+    /// A checkpoint of random weights for `config` (seeded, reproducible), for benchmarks and
+    /// examples that need the real architecture without a download.
+    pub fn random(c: &super::Config, seed: u64) -> Result<Self> {
+        let mut w = RandomWeights {
+            state: seed,
+            tensors: Vec::new(),
+        };
+        let (e, p, ch) = (c.embed_dim, c.patch_size, c.num_channels);
+        let proj = "swin.embeddings.patch_embeddings.projection";
+        w.tensor(format!("{proj}.weight"), &[e, ch, p, p], 0.2, 0.0)?;
+        w.tensor(format!("{proj}.bias"), &[e], 0.1, 0.0)?;
+        w.norm("swin.embeddings.norm", e)?;
+        if c.use_absolute_embeddings {
+            let (h, wd) = c.token_grid(c.image_size.0, c.image_size.1);
+            w.tensor(
+                "swin.embeddings.position_embeddings".into(),
+                &[1, h * wd, e],
+                0.1,
+                0.0,
+            )?;
+        }
+        let side = 2 * c.window_size - 1;
+        for stage in 0..c.stages() {
+            let d = c.stage_dim(stage);
+            for block in 0..c.depths[stage] {
+                let b = format!("swin.encoder.layers.{stage}.blocks.{block}");
+                w.norm(&format!("{b}.layernorm_before"), d)?;
+                for which in ["query", "key", "value"] {
+                    w.linear(&format!("{b}.attention.self.{which}"), d, d, c.qkv_bias)?;
+                }
+                let table = format!("{b}.attention.self.relative_position_bias_table");
+                w.tensor(table, &[side * side, c.num_heads[stage]], 2.0, 0.0)?;
+                w.linear(&format!("{b}.attention.output.dense"), d, d, true)?;
+                w.norm(&format!("{b}.layernorm_after"), d)?;
+                let hidden = c.mlp_hidden(d);
+                w.linear(&format!("{b}.intermediate.dense"), d, hidden, true)?;
+                w.linear(&format!("{b}.output.dense"), hidden, d, true)?;
+            }
+            if stage + 1 < c.stages() {
+                let m = format!("swin.encoder.layers.{stage}.downsample");
+                w.norm(&format!("{m}.norm"), 4 * d)?;
+                w.linear(&format!("{m}.reduction"), 4 * d, 2 * d, false)?;
+            }
+        }
+        w.norm("swin.layernorm", c.num_features())?;
+        w.linear("classifier", c.num_features(), c.num_labels(), true)?;
+        Self::from_tensors(w.tensors, Path::new("<random weights>"))
+    }
+}

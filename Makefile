@@ -1,0 +1,21 @@
+# The two commands of the README: `make demo` and `make test`. Both set up first.
+CARGO ?= cargo
+
+.PHONY: setup demo test lint bench
+
+setup:
+	@tools/setup.sh
+
+demo: setup
+	$(CARGO) run --release -- predict assets/chelsea.png --model tests/fixtures/swin224 --top 3
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+test: lint
+	$(CARGO) test --all-targets
+	$(CARGO) test --doc
+
+bench: setup
+	$(CARGO) bench

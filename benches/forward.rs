@@ -1,0 +1,26 @@
+//! Forward pass of the real swin-tiny architecture (embed 96, depths 2,2,6,2, heads
+//! 3,6,12,24, window 7, 224×224; random weights, no download), with and without recording
+//! every block's attention. Compare with `tools/bench_torch.py` on the same machine.
+
+use candle_core::{Device, Tensor};
+use criterion::{criterion_group, criterion_main, Criterion};
+use swin_rollout::model::{Checkpoint, Config, Swin};
+
+fn forward(c: &mut Criterion) {
+    let config = Config::swin_tiny(1000);
+    let checkpoint = Checkpoint::random(&config, 7).expect("random weights");
+    let swin = Swin::load(&checkpoint, config).expect("model");
+    let pixels = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &Device::Cpu).expect("input");
+    let mut group = c.benchmark_group("swin_tiny_forward");
+    group.sample_size(20);
+    group.bench_function("logits_only", |b| {
+        b.iter(|| swin.forward(&pixels, false).expect("forward"))
+    });
+    group.bench_function("with_attention_trace", |b| {
+        b.iter(|| swin.trace(&pixels).expect("trace"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, forward);
+criterion_main!(benches);
