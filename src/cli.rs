@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::error::Result;
 use crate::export;
 use crate::model::{Model, ModelSource};
+use crate::rollout::{HeadFusion, Rollout, RolloutOptions};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -35,8 +36,8 @@ pub enum Command {
     /// Print the model's most probable labels for an image.
     #[command(after_help = "Example:\n  swin-rollout predict photo.jpg --top 3")]
     Predict(PredictArgs),
-    /// Write the preprocessed input, logits, and every block's geometry and attention as a
-    /// NumPy .npz file.
+    /// Write the preprocessed input, logits, every block's geometry and attention, and the
+    /// rollout after every block as a NumPy .npz file.
     #[command(
         after_help = "Example:\n  swin-rollout export photo.jpg -o trace.npz\n  python -c \"import numpy; print(numpy.load('trace.npz')['geometry'])\""
     )]
@@ -79,6 +80,35 @@ pub struct ExportArgs {
     /// Output .npz file (its folder must exist).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+}
+
+/// How attention is turned into a rollout.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// How the heads of a block are fused: mean, max or min.
+    #[arg(long, value_name = "FUSION", default_value = "mean")]
+    pub head_fusion: HeadFusion,
+    /// Weight α of the residual identity: Â = (1−α)·A + α·I, in [0, 1].
+    #[arg(long, value_name = "ALPHA", default_value_t = 0.5)]
+    pub residual: f32,
+    /// Share of each row's lowest attention entries dropped (never the diagonal), in [0, 1).
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.0)]
+    pub discard: f32,
+}
+
+impl RolloutArgs {
+    /// The options these flags describe, validated.
+    pub fn options(&self) -> Result<RolloutOptions> {
+        let options = RolloutOptions {
+            fusion: self.head_fusion,
+            residual: self.residual,
+            discard: self.discard,
+        };
+        options.validate()?;
+        Ok(options)
+    }
 }
 
 /// Runs a parsed command line, printing results to standard output.
@@ -99,10 +129,12 @@ fn predict(args: &PredictArgs) -> Result<()> {
 }
 
 fn export(args: &ExportArgs) -> Result<()> {
+    let options = args.rollout.options()?;
     crate::output::check_writable(&args.output)?;
     let model = args.model.load()?;
     let trace = model.trace_image(&args.image)?;
-    export::write_trace(&args.output, &trace, &[])?;
+    let rollout = Rollout::new(&trace, &options)?;
+    export::write_trace(&args.output, &trace, Some(&rollout))?;
     println!(
         "wrote {} ({} blocks)",
         args.output.display(),

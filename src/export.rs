@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::npz::{self, Array};
+use crate::rollout::Rollout;
 use crate::trace::Trace;
 
 /// The per-block geometry as the `[L, 8]` int64 table of the export format: stage,
@@ -29,8 +30,10 @@ pub fn geometry_table(trace: &Trace) -> Vec<i64> {
         .collect()
 }
 
-/// Writes `pixel_values`, `logits`, `geometry`, `attn_00`… and any `extra` arrays to `path`.
-pub fn write_trace(path: &Path, trace: &Trace, extra: &[Array]) -> Result<()> {
+/// Writes `pixel_values`, `logits`, `geometry`, `attn_00`… to `path`, and with a rollout its
+/// pooled map after every block, `rollout_00`… `[H₀, W₀]`, and the final one as `rollout`.
+pub fn write_trace(path: &Path, trace: &Trace, rollout: Option<&Rollout>) -> Result<()> {
+    let maps = rollout.map(Rollout::pooled_maps).unwrap_or_default();
     let (h, w) = trace.image_size;
     let geometry = geometry_table(trace);
     let mut arrays = vec![
@@ -46,6 +49,16 @@ pub fn write_trace(path: &Path, trace: &Trace, extra: &[Array]) -> Result<()> {
             &block.attention,
         ));
     }
-    arrays.extend_from_slice(extra);
+    for (k, map) in maps.iter().enumerate() {
+        let shape = [map.height, map.width];
+        arrays.push(Array::f32(format!("rollout_{k:02}"), &shape, &map.values));
+    }
+    if let Some(last) = maps.last() {
+        arrays.push(Array::f32(
+            "rollout",
+            &[last.height, last.width],
+            &last.values,
+        ));
+    }
     npz::write(path, &arrays)
 }

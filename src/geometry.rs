@@ -81,4 +81,134 @@ impl Geometry {
     pub fn window_area(&self) -> usize {
         self.window * self.window
     }
+
+    /// Marker for a window place that holds padding instead of a token, in
+    /// [`Geometry::index_image`] and [`Geometry::merge_children`].
+    ///
+    /// A sentinel rather than `Option<u32>` keeps the index image at 4 bytes a place; it can
+    /// never be a real index because grids are limited to fewer than `u32::MAX` places.
+    pub const PADDING: u32 = u32::MAX;
+
+    /// The token at place `position` (row-major inside the M×M window) of window `window`
+    /// (row-major over the padded grid's windows): its raster index `y·W + x` in the stage's
+    /// unshifted, unpadded grid, or `None` where the place holds padding.
+    ///
+    /// The reference implementation pads at the bottom and right, then rolls the padded grid by
+    /// −s on both axes before cutting windows, so local place (r, c) of window (wr, wc) holds
+    /// padded-grid position ((wr·M + r + s) mod Hp, (wc·M + c + s) mod Wp); positions with
+    /// y ≥ H or x ≥ W are padding.
+    ///
+    /// # Panics
+    /// If the window is 0 or the padded grid is empty (a geometry no model produces).
+    pub fn token_at(&self, window: usize, position: usize) -> Option<u32> {
+        let m = self.window;
+        let across = self.windows_across();
+        let (wr, wc) = (window / across, window % across);
+        let (r, c) = (position / m, position % m);
+        let y = (wr * m + r + self.shift) % self.padded_height;
+        let x = (wc * m + c + self.shift) % self.padded_width;
+        (y < self.height && x < self.width).then(|| (y * self.width + x) as u32)
+    }
+
+    /// The index image: for every window and every place of it, the token held there (see
+    /// [`Geometry::token_at`]), or [`Geometry::PADDING`]. Laid out `[windows, M²]`, in the
+    /// order the model's attention is laid out.
+    ///
+    /// A window-unaware reading of a shifted block is the index image of the same geometry
+    /// with `shift: 0`.
+    pub fn index_image(&self) -> Vec<u32> {
+        let area = self.window_area();
+        (0..self.windows() * area)
+            .map(|i| self.token_at(i / area, i % area).unwrap_or(Self::PADDING))
+            .collect()
+    }
+
+    /// Height and width of the next stage's grid after patch merging: ⌈H/2⌉ × ⌈W/2⌉.
+    pub fn merged_size(&self) -> (usize, usize) {
+        (self.height.div_ceil(2), self.width.div_ceil(2))
+    }
+
+    /// The merge map into the next stage: for every token of the next stage's grid (raster
+    /// order over [`Geometry::merged_size`]), the raster indices of its four children in this
+    /// stage, in the order patch merging concatenates them: (2y, 2x), (2y+1, 2x), (2y, 2x+1),
+    /// (2y+1, 2x+1). Children outside H×W (the zero padding added to odd sizes) are
+    /// [`Geometry::PADDING`]; the first child always exists.
+    pub fn merge_children(&self) -> Vec<[u32; 4]> {
+        let (h2, w2) = self.merged_size();
+        let child = |y: usize, x: usize| {
+            if y < self.height && x < self.width {
+                (y * self.width + x) as u32
+            } else {
+                Self::PADDING
+            }
+        };
+        (0..h2 * w2)
+            .map(|t| {
+                let (y, x) = (2 * (t / w2), 2 * (t % w2));
+                [
+                    child(y, x),
+                    child(y + 1, x),
+                    child(y, x + 1),
+                    child(y + 1, x + 1),
+                ]
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Geometry;
+
+    #[test]
+    fn index_image_without_shift_or_padding_is_window_partition() {
+        let g = Geometry::new(0, 0, 4, 4, 2, 0);
+        assert_eq!(
+            g.index_image(),
+            vec![0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15]
+        );
+    }
+
+    #[test]
+    fn shift_rolls_the_grid_by_minus_s() {
+        // 4×4 grid, window 2, shift 1: window 0 starts at padded position (1, 1).
+        let g = Geometry::new(0, 1, 4, 4, 2, 1);
+        let image = g.index_image();
+        assert_eq!(&image[..4], &[5, 6, 9, 10]);
+        // The last window wraps around both edges: (3,3), (3,0), (0,3), (0,0).
+        assert_eq!(&image[12..], &[15, 12, 3, 0]);
+    }
+
+    #[test]
+    fn padding_is_marked_and_every_token_appears_once() {
+        // 5×3 grid, window 2 → padded 6×4, shift 1.
+        let g = Geometry::new(0, 1, 5, 3, 2, 1);
+        assert_eq!((g.padded_height, g.padded_width), (6, 4));
+        let image = g.index_image();
+        let mut seen = [0; 15];
+        for &t in &image {
+            if t != Geometry::PADDING {
+                seen[t as usize] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&n| n == 1));
+        assert_eq!(
+            image.iter().filter(|&&t| t == Geometry::PADDING).count(),
+            24 - 15
+        );
+        assert_eq!(g.token_at(0, 0), Some(4)); // padded (1, 1)
+        assert_eq!(g.token_at(0, 2), Some(7)); // padded (2, 1)
+        assert_eq!(g.token_at(1, 0), None); // padded (1, 3): x = 3 ≥ W
+    }
+
+    #[test]
+    fn merge_children_of_odd_grid() {
+        let g = Geometry::new(0, 0, 3, 3, 7, 0);
+        assert_eq!(g.merged_size(), (2, 2));
+        let p = Geometry::PADDING;
+        assert_eq!(
+            g.merge_children(),
+            vec![[0, 3, 1, 4], [2, 5, p, p], [6, p, 7, p], [8, p, p, p]]
+        );
+    }
 }

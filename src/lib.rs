@@ -1,20 +1,22 @@
 //! swin-rollout: run a Swin Transformer, record every block's window attention, and compute a
 //! window-aware attention rollout from it.
 //!
-//! Data flows one way: image → [`model`] → [`trace`] → [`rollout`] → frames → encoder.
+//! Data flows one way: image → [`preprocess`] → [`model`] → [`trace`] → [`rollout`] →
+//! [`export`] (and frames → encoder). [`geometry`] describes windows for all of them.
 
+pub mod cli;
 pub mod error;
+pub mod export;
 pub mod geometry;
+pub mod model;
+pub mod npz;
+pub mod output;
+pub mod preprocess;
+pub mod rollout;
 pub mod trace;
 
 pub use error::{Error, Result};
 pub use geometry::Geometry;
-pub use trace::{BlockTrace, Trace};
-pub mod model;
-pub mod preprocess;
-
 pub use model::{Model, ModelSource};
-pub mod cli;
-pub mod export;
-pub mod npz;
-pub mod output;
+pub use rollout::{HeadFusion, Map, PairMap, Rollout, RolloutOptions, SparseAttention};
+pub use trace::{BlockTrace, Trace};

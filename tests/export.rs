@@ -1,0 +1,211 @@
+//! `export` writes exactly the documented arrays, with the documented types and shapes.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A parsed `.npy`: dtype descr, shape, raw little-endian bytes.
+struct Npy {
+    descr: String,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl Npy {
+    fn f32s(&self) -> Vec<f32> {
+        assert_eq!(self.descr, "<f4");
+        self.data
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+    fn i64s(&self) -> Vec<i64> {
+        assert_eq!(self.descr, "<i8");
+        self.data
+            .chunks(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+}
+
+fn read_npz(path: &Path) -> BTreeMap<String, Npy> {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let name = f.name().trim_end_matches(".npy").to_string();
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).unwrap();
+        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+        let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + len) % 64, 0, "data aligned");
+        let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+        let descr = header.split("'descr': '").nth(1).unwrap()[..3].to_string();
+        assert!(header.contains("'fortran_order': False"));
+        let shape = header
+            .split("'shape': (")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap();
+        let shape = shape
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse().unwrap())
+            .collect();
+        out.insert(
+            name,
+            Npy {
+                descr,
+                shape,
+                data: bytes[10 + len..].to_vec(),
+            },
+        );
+    }
+    out
+}
+
+#[test]
+fn export_writes_exactly_the_documented_arrays() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("trace.npz");
+    let status = Command::new(env!("CARGO_BIN_EXE_swin-rollout"))
+        .args([
+            "export",
+            "assets/chelsea.png",
+            "--model",
+            "tests/fixtures/swin224",
+            "-o",
+        ])
+        .arg(&out)
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let npz = read_npz(&out);
+    let mut expected: Vec<String> = ["pixel_values", "logits", "geometry", "rollout"]
+        .map(String::from)
+        .to_vec();
+    for k in 0..8 {
+        expected.push(format!("attn_{k:02}"));
+        expected.push(format!("rollout_{k:02}"));
+    }
+    expected.sort();
+    assert_eq!(npz.keys().cloned().collect::<Vec<_>>(), expected);
+
+    assert_eq!(npz["pixel_values"].shape, [3, 224, 224]);
+    assert_eq!(npz["logits"].shape, [10]);
+    assert_eq!(npz["geometry"].shape, [8, 8]);
+    let geometry = npz["geometry"].i64s();
+    // Block 3: stage 1, second block, 14×14, window 7 shifted by 3.
+    assert_eq!(&geometry[3 * 8..4 * 8], &[1, 1, 14, 14, 14, 14, 7, 3]);
+    // Block 7: the 4×4 stage clamps the window to 4 without shift.
+    assert_eq!(&geometry[7 * 8..8 * 8], &[3, 1, 4, 4, 4, 4, 4, 0]);
+    assert_eq!(npz["attn_00"].shape, [16, 2, 49, 49]);
+    assert_eq!(npz["attn_07"].shape, [1, 4, 16, 16]);
+    for k in 0..8 {
+        let map = &npz[&format!("rollout_{k:02}")];
+        assert_eq!(map.shape, [28, 28]);
+        let sum: f32 = map.f32s().iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "rollout_{k:02} sums to {sum}");
+    }
+    assert_eq!(npz["rollout"].data, npz["rollout_07"].data);
+
+    // The input is the reference preprocessing of the photo.
+    let reference = candle_core::safetensors::load(
+        root().join("tests/fixtures/preprocess/chelsea_swin_tiny.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let want = reference["pixel_values"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let got = npz["pixel_values"].f32s();
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-5, "pixel_values differ by {diff}");
+}
+
+#[test]
+fn rollout_flags_change_the_maps_and_bad_values_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = |name: &str, flags: &[&str]| {
+        let out = dir.path().join(name);
+        let o = Command::new(env!("CARGO_BIN_EXE_swin-rollout"))
+            .args([
+                "export",
+                "assets/chelsea.png",
+                "--model",
+                "tests/fixtures/swin_pad",
+                "-o",
+            ])
+            .arg(&out)
+            .args(flags)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        (o, out)
+    };
+    let (a, pa) = export("a.npz", &[]);
+    let (b, pb) = export(
+        "b.npz",
+        &[
+            "--head-fusion",
+            "max",
+            "--residual",
+            "0.3",
+            "--discard",
+            "0.5",
+        ],
+    );
+    assert!(a.status.success() && b.status.success());
+    assert_ne!(read_npz(&pa)["rollout"].data, read_npz(&pb)["rollout"].data);
+    assert_eq!(read_npz(&pa)["attn_03"].data, read_npz(&pb)["attn_03"].data);
+
+    for (flags, needle) in [
+        (&["--residual", "1.5"][..], "--residual"),
+        (&["--discard", "1"][..], "--discard"),
+        (&["--head-fusion", "median"][..], "median"),
+    ] {
+        let (o, path) = export("bad.npz", flags);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{flags:?} accepted");
+        assert!(err.contains(needle), "{err}");
+        assert!(!path.exists());
+    }
+}
+
+#[test]
+fn exports_are_byte_identical_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, threads: &str| {
+        let out = dir.path().join(name);
+        let ok = Command::new(env!("CARGO_BIN_EXE_swin-rollout"))
+            .args([
+                "export",
+                "assets/chelsea.png",
+                "--model",
+                "tests/fixtures/swin_pad",
+                "-o",
+            ])
+            .arg(&out)
+            .env("RAYON_NUM_THREADS", threads)
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        std::fs::read(out).unwrap()
+    };
+    assert!(run("one.npz", "1") == run("two.npz", "2"));
+}
