@@ -63,6 +63,7 @@ impl ModelArgs {
 pub struct PredictArgs {
     /// Image file (PNG, JPEG, BMP, GIF, TIFF, WebP; any size, colour type or bit depth).
     pub image: PathBuf,
+    /// Which model runs.
     #[command(flatten)]
     pub model: ModelArgs,
     /// How many labels to print.
@@ -75,11 +76,13 @@ pub struct PredictArgs {
 pub struct ExportArgs {
     /// Image file.
     pub image: PathBuf,
+    /// Which model runs.
     #[command(flatten)]
     pub model: ModelArgs,
     /// Output .npz file (its folder must exist).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    /// How the rollout is computed.
     #[command(flatten)]
     pub rollout: RolloutArgs,
 }

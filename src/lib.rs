@@ -4,6 +4,8 @@
 //! Data flows one way: image → [`preprocess`] → [`model`] → [`trace`] → [`rollout`] →
 //! [`export`] (and frames → encoder). [`geometry`] describes windows for all of them.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod error;
 pub mod export;
