@@ -7,7 +7,7 @@ setup:
 	@tools/setup.sh
 
 demo: setup
-	$(CARGO) run --release -- predict assets/chelsea.png --model tests/fixtures/swin224 --top 3
+	$(CARGO) run --release -- predict --top 3
 
 lint: setup
 	$(CARGO) fmt --all -- --check

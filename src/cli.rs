@@ -1,7 +1,9 @@
 //! The command line: argument definitions and what each subcommand does. `main.rs` only
 //! parses and calls [`run`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -12,6 +14,7 @@ use crate::rollout::{HeadFusion, Rollout, RolloutOptions};
 
 const EXAMPLES: &str = "\
 Examples:
+  swin-rollout predict                      # embedded model on the embedded demo scene
   swin-rollout predict photo.jpg --top 3
   swin-rollout predict photo.jpg --model microsoft/swin-tiny-patch4-window7-224
   swin-rollout export photo.jpg -o trace.npz
@@ -47,22 +50,37 @@ pub enum Command {
 /// Which model to run.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Model folder (Hugging Face or timm layout) or Hugging Face hub id.
+    /// Model folder (Hugging Face or timm layout) or Hugging Face hub id [default: the
+    /// embedded Fashion-MNIST Swin].
     #[arg(short, long, value_name = "FOLDER|HUB_ID")]
-    pub model: String,
+    pub model: Option<String>,
 }
 
 impl ModelArgs {
     fn load(&self) -> Result<Model> {
-        Model::load(&ModelSource::parse(&self.model))
+        let source = self
+            .model
+            .as_deref()
+            .map(ModelSource::parse)
+            .unwrap_or_default();
+        Model::load(&source)
+    }
+}
+
+/// Reads the image argument, or the embedded demo scene when there is none.
+fn read_input(image: Option<&Path>) -> Result<RgbImage> {
+    match image {
+        Some(path) => crate::preprocess::read_rgb(path),
+        None => crate::demo::demo_image(),
     }
 }
 
 /// Arguments of `predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// Image file (PNG, JPEG, BMP, GIF, TIFF, WebP; any size, colour type or bit depth).
-    pub image: PathBuf,
+    /// Image file (PNG, JPEG, BMP, GIF, TIFF, WebP; any size, colour type or bit depth)
+    /// [default: the embedded demo scene].
+    pub image: Option<PathBuf>,
     /// Which model runs.
     #[command(flatten)]
     pub model: ModelArgs,
@@ -74,8 +92,8 @@ pub struct PredictArgs {
 /// Arguments of `export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Image file.
-    pub image: PathBuf,
+    /// Image file [default: the embedded demo scene].
+    pub image: Option<PathBuf>,
     /// Which model runs.
     #[command(flatten)]
     pub model: ModelArgs,
@@ -123,8 +141,9 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn predict(args: &PredictArgs) -> Result<()> {
+    let image = read_input(args.image.as_deref())?;
     let model = args.model.load()?;
-    let trace = model.trace_image(&args.image)?;
+    let trace = model.trace_rgb(&image)?;
     for p in model.top_k(&trace.logits, args.top) {
         println!("{:>7.3}%  {}", p.probability * 100.0, p.label);
     }
@@ -134,8 +153,9 @@ fn predict(args: &PredictArgs) -> Result<()> {
 fn export(args: &ExportArgs) -> Result<()> {
     let options = args.rollout.options()?;
     crate::output::check_writable(&args.output)?;
+    let image = read_input(args.image.as_deref())?;
     let model = args.model.load()?;
-    let trace = model.trace_image(&args.image)?;
+    let trace = model.trace_rgb(&image)?;
     let rollout = Rollout::new(&trace, &options)?;
     export::write_trace(&args.output, &trace, Some(&rollout))?;
     println!(

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod demo;
 pub mod error;
 pub mod export;
 pub mod geometry;

@@ -22,7 +22,7 @@ def main():
     config = SwinConfig(image_size=224, patch_size=4, embed_dim=96, depths=[2, 2, 6, 2],
                         num_heads=[3, 6, 12, 24], window_size=7, num_labels=1000)
     for impl in ["eager", "sdpa"]:
-        model = SwinForImageClassification(config, attn_implementation=impl).eval()
+        model = SwinForImageClassification._from_config(config, attn_implementation=impl).eval()
         x = torch.randn(1, 3, 224, 224)
         with torch.inference_mode():
             for _ in range(5):

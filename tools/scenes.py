@@ -94,7 +94,7 @@ from PIL import Image
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 CANVAS = 224
-DEMO_SEED = 20261126
+DEMO_SEED = 108  # first seed >= 100 whose 4 demo scenes have 4 distinct classes
 CLASS_NAMES = [
     "T-shirt/top",
     "Trouser",

@@ -35,24 +35,19 @@ impl Checkpoint {
                 file.display()
             )));
         }
-        let corrupt = |e: candle_core::Error| {
-            Error::Model(format!(
-                "{} is truncated or corrupt ({}); download or export it again",
-                file.display(),
-                first_line(&e.to_string())
-            ))
-        };
-        let raw: Vec<(String, Tensor)> =
-            if file.extension().is_some_and(|e| e == "bin" || e == "pth") {
-                candle_core::pickle::read_all(file).map_err(corrupt)?
-            } else {
-                let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-                candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-                    .map_err(corrupt)?
-                    .into_iter()
-                    .collect()
-            };
-        Self::from_tensors(raw, file)
+        if file.extension().is_some_and(|e| e == "bin" || e == "pth") {
+            let raw = candle_core::pickle::read_all(file).map_err(|e| corrupt(file, &e))?;
+            return Self::from_tensors(raw, file);
+        }
+        let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+        Self::from_safetensors_bytes(&bytes, file)
+    }
+
+    /// Parses safetensors bytes; `file` names them in messages.
+    pub fn from_safetensors_bytes(bytes: &[u8], file: &Path) -> Result<Self> {
+        let raw = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+            .map_err(|e| corrupt(file, &e))?;
+        Self::from_tensors(raw.into_iter().collect(), file)
     }
 
     /// Builds a checkpoint from named tensors (any float dtype), detecting the layout.
@@ -143,8 +138,13 @@ impl Checkpoint {
     }
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
+fn corrupt(file: &Path, e: &candle_core::Error) -> Error {
+    let text = e.to_string();
+    Error::Model(format!(
+        "{} is truncated or corrupt ({}); download or export it again",
+        file.display(),
+        text.lines().next().unwrap_or(&text)
+    ))
 }
 
 /// Renames one timm tensor to its Hugging Face name(s); the fused q|k|v splits into three.

@@ -70,6 +70,11 @@ impl Model {
         self.trace_pixels(self.preprocessor.load(path)?)
     }
 
+    /// Preprocesses and runs an RGB image, recording every block.
+    pub fn trace_rgb(&self, image: &image::RgbImage) -> Result<Trace> {
+        self.trace_pixels(self.preprocessor.apply(image))
+    }
+
     /// The `k` most probable labels of a trace's logits, most probable first.
     pub fn top_k(&self, logits: &[f32], k: usize) -> Vec<Prediction> {
         top_k(logits, &self.config().labels, k)

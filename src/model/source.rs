@@ -13,8 +13,12 @@ use crate::error::{Error, Result};
 use crate::preprocess::{Filter, Preprocessor};
 
 /// A model to load.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ModelSource {
+    /// The small Swin trained on cluttered Fashion-MNIST that ships inside the binary
+    /// (`assets/model/`), so everything works offline.
+    #[default]
+    Embedded,
     /// A folder with `config.json` and `model.safetensors` or `pytorch_model.bin`.
     Folder(PathBuf),
     /// A Hugging Face hub id such as `microsoft/swin-tiny-patch4-window7-224`.
@@ -42,11 +46,28 @@ impl ModelSource {
     /// Loads the model.
     pub fn load(&self) -> Result<Model> {
         match self {
+            ModelSource::Embedded => {
+                let checkpoint =
+                    Checkpoint::from_safetensors_bytes(EMBEDDED_WEIGHTS, Path::new(EMBEDDED_NAME))?;
+                let config = Config::from_hf_json(EMBEDDED_CONFIG)?;
+                let preprocessor =
+                    Preprocessor::from_hf_json(EMBEDDED_PREPROCESSOR, config.image_size)?;
+                Ok(Model {
+                    swin: Swin::load(&checkpoint, config)?,
+                    preprocessor,
+                    name: EMBEDDED_NAME.into(),
+                })
+            }
             ModelSource::Folder(dir) => load_folder(dir, dir.display().to_string()),
             ModelSource::Hub(id) => load_hub(id),
         }
     }
 }
+
+const EMBEDDED_NAME: &str = "embedded fashion-swin";
+const EMBEDDED_CONFIG: &str = include_str!("../../assets/model/config.json");
+const EMBEDDED_PREPROCESSOR: &str = include_str!("../../assets/model/preprocessor_config.json");
+static EMBEDDED_WEIGHTS: &[u8] = include_bytes!("../../assets/model/model.safetensors");
 
 /// The files of a model, wherever they lie.
 struct ModelFiles {
