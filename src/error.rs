@@ -28,6 +28,10 @@ pub enum Error {
     /// A setting or argument is out of range or unknown.
     #[error("{0}")]
     InvalidArgument(String),
+    /// Writing a video, GIF or frame sequence failed inside the encoder (FFmpeg, x264 or the
+    /// GIF writer); the message names the output file.
+    #[error("encoding failed: {0}")]
+    Encode(String),
     /// A tensor operation failed inside candle.
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),

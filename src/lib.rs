@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod encode;
 pub mod error;
 pub mod export;
 pub mod geometry;

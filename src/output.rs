@@ -41,9 +41,16 @@ where
 {
     check_writable(path)?;
     let parent = parent_of(path);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".swin-rollout-")
-        .suffix(".part")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".swin-rollout-").suffix(".part");
+    // tempfile creates 0600 files, which the rename would carry over to the output; ask for
+    // 0666 so the result gets the usual umask-limited mode of a newly created file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder
         .tempfile_in(&parent)
         .map_err(|e| unwritable(path, &e))?;
     {
