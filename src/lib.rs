@@ -16,6 +16,7 @@ pub mod model;
 pub mod npz;
 pub mod output;
 pub mod preprocess;
+pub mod render;
 pub mod rollout;
 pub mod trace;
 

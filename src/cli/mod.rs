@@ -7,6 +7,8 @@ use image::RgbImage;
 
 use clap::{Args, Parser, Subcommand};
 
+mod commands;
+
 use crate::error::Result;
 use crate::export;
 use crate::model::{Model, ModelSource};
@@ -45,7 +47,31 @@ pub enum Command {
         after_help = "Example:\n  swin-rollout export photo.jpg -o trace.npz\n  python -c \"import numpy; print(numpy.load('trace.npz')['geometry'])\""
     )]
     Export(ExportArgs),
+    /// Render the explainer video (or another template) of an image, or one video per image
+    /// of a folder.
+    #[command(after_help = RENDER_EXAMPLES)]
+    Render(RenderArgs),
+    /// Render one still: the stage figure, or the frame of any template at a given time.
+    #[command(
+        after_help = "Examples:\n  swin-rollout still -o figure.png\n  swin-rollout still photo.jpg --template explainer --at 12.5 -o frame.png"
+    )]
+    Still(StillArgs),
+    /// List the built-in templates, or print one to start your own.
+    #[command(
+        after_help = "Examples:\n  swin-rollout templates\n  swin-rollout templates --show explainer > my.toml"
+    )]
+    Templates(TemplatesArgs),
 }
+
+const RENDER_EXAMPLES: &str = "\
+Examples:
+  swin-rollout render                                  # the demo: embedded model and scene
+  swin-rollout render photo.jpg -o photo.mp4
+  swin-rollout render photo.jpg --template conference -o talk.mp4
+  swin-rollout render photo.jpg --template timelapse -o clip.gif
+  swin-rollout render photos/ -o videos/ --template timelapse   # one video per image
+  swin-rollout render --template mechanism -o mechanism.mp4     # the schematic, no model
+  swin-rollout render photo.jpg --frames-dir frames/           # numbered PNG frames";
 
 /// Which model to run.
 #[derive(Debug, Args)]
@@ -57,7 +83,7 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    fn load(&self) -> Result<Model> {
+    pub(crate) fn load(&self) -> Result<Model> {
         let source = self
             .model
             .as_deref()
@@ -68,7 +94,7 @@ impl ModelArgs {
 }
 
 /// Reads the image argument, or the embedded demo scene when there is none.
-fn read_input(image: Option<&Path>) -> Result<RgbImage> {
+pub(crate) fn read_input(image: Option<&Path>) -> Result<RgbImage> {
     match image {
         Some(path) => crate::preprocess::read_rgb(path),
         None => crate::demo::demo_image(),
@@ -132,11 +158,82 @@ impl RolloutArgs {
     }
 }
 
+/// Arguments of `render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Image file, or a folder of images (one video each) [default: the embedded demo scene].
+    pub input: Option<PathBuf>,
+    /// Which model runs.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Built-in template name (see `swin-rollout templates`) or a .toml file.
+    #[arg(short, long, value_name = "NAME|FILE", default_value = "explainer")]
+    pub template: String,
+    /// Output .mp4 or .gif; for a folder input, the folder the videos go to
+    /// [default: <image name>-<template>.mp4 here].
+    #[arg(short, long, value_name = "FILE|DIR")]
+    pub output: Option<PathBuf>,
+    /// Write numbered PNG frames into this existing folder instead of a video.
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    pub frames_dir: Option<PathBuf>,
+    /// Replace outputs that exist.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Print nothing but errors (no progress bar, no summary).
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// H.264 quality: 0 (lossless) to 51; 18 is visually lossless.
+    #[arg(long, default_value_t = 18)]
+    pub crf: u8,
+    /// x264 preset (ultrafast … veryslow): slower makes smaller files.
+    #[arg(long, default_value = "veryfast")]
+    pub preset: String,
+    /// How the rollout is computed.
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+}
+
+/// Arguments of `still`.
+#[derive(Debug, Args)]
+pub struct StillArgs {
+    /// Image file [default: the embedded demo scene].
+    pub image: Option<PathBuf>,
+    /// Which model runs.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Built-in template name or a .toml file.
+    #[arg(short, long, value_name = "NAME|FILE", default_value = "stages")]
+    pub template: String,
+    /// Time in the template's video, in seconds (ignored by figure templates).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    pub at: f64,
+    /// Output PNG file.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Replace the output if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+    /// How the rollout is computed.
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+}
+
+/// Arguments of `templates`.
+#[derive(Debug, Args)]
+pub struct TemplatesArgs {
+    /// Print the TOML of this built-in template (to copy and edit).
+    #[arg(long, value_name = "NAME")]
+    pub show: Option<String>,
+}
+
 /// Runs a parsed command line, printing results to standard output.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Predict(args) => predict(&args),
         Command::Export(args) => export(&args),
+        Command::Render(args) => commands::render(&args),
+        Command::Still(args) => commands::still(&args),
+        Command::Templates(args) => commands::templates(&args),
     }
 }
 

@@ -1,0 +1,290 @@
+//! `render`, `still` and `templates`: from an image (or a folder of them) to videos and
+//! figures, with a progress bar, clean Ctrl-C, and no half-written output.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{read_input, ModelArgs, RenderArgs, StillArgs, TemplatesArgs};
+use crate::encode::{self, EncodeOptions, FrameRate, OutputFormat};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::output::write_atomically;
+use crate::render::{still as render_still, Renderer, Story, Template};
+use crate::rollout::RolloutOptions;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Makes Ctrl-C stop rendering at the next frame, so the sink is dropped and its temporary file
+/// removed, instead of the process dying with a partial file on disk.
+fn catch_ctrl_c() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // If a handler cannot be installed, Ctrl-C still kills the process; temporary files
+        // are hidden dot-files, never the output itself.
+        let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    });
+}
+
+fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Err(Error::InvalidArgument(
+            "interrupted; no output was written".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Image extensions a folder render picks up.
+const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"];
+
+/// One video to make: its input (`None`: the demo scene) and output.
+struct Job {
+    input: Option<PathBuf>,
+    output: PathBuf,
+}
+
+fn stem(input: Option<&Path>) -> String {
+    input
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| crate::demo::DEMO_NAME.to_string())
+}
+
+fn template_stem(template: &str) -> String {
+    Path::new(template)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| template.to_string())
+}
+
+pub(super) fn render(args: &RenderArgs) -> Result<()> {
+    let template = Template::load(&args.template)?;
+    let options = args.rollout.options()?;
+    let encoder = EncodeOptions {
+        preset: args.preset.clone(),
+        crf: args.crf,
+        ..EncodeOptions::default()
+    };
+    catch_ctrl_c();
+    let folder = args.input.as_deref().filter(|p| p.is_dir());
+    let Some(folder) = folder else {
+        let output = match (&args.frames_dir, &args.output) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(out)) => out.clone(),
+            (None, None) => PathBuf::from(format!(
+                "{}-{}.mp4",
+                stem(args.input.as_deref()),
+                template_stem(&args.template)
+            )),
+        };
+        let job = Job {
+            input: args.input.clone(),
+            output,
+        };
+        refuse_existing(&job.output, args.force || args.frames_dir.is_some())?;
+        let model = load_model_for(&template, &args.model)?;
+        render_one(
+            &job,
+            model.as_ref(),
+            &template,
+            &options,
+            &encoder,
+            args.quiet,
+        )?;
+        if !args.quiet {
+            eprintln!("wrote {}", job.output.display());
+        }
+        return Ok(());
+    };
+    render_folder(folder, args, &template, &options, &encoder)
+}
+
+/// A model is loaded only for templates that show one (the schematic needs none).
+fn load_model_for(template: &Template, model: &ModelArgs) -> Result<Option<Model>> {
+    template.needs_model().then(|| model.load()).transpose()
+}
+
+fn refuse_existing(output: &Path, force: bool) -> Result<()> {
+    if output.exists() && !force {
+        return Err(Error::InvalidArgument(format!(
+            "{} exists; pass --force to replace it",
+            output.display()
+        )));
+    }
+    Ok(())
+}
+
+fn story_for(
+    input: Option<&Path>,
+    model: Option<&Model>,
+    template: &Template,
+    options: &RolloutOptions,
+) -> Result<Story> {
+    match model {
+        Some(model) => {
+            let image = read_input(input)?;
+            let trace = model.trace_rgb(&image)?;
+            Story::from_model(model, &trace, options)
+        }
+        None => Story::mechanism(&template.mechanism),
+    }
+}
+
+fn progress_bar(frames: usize, quiet: bool, label: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(frames as u64);
+    let style =
+        ProgressStyle::with_template("{msg} [{bar:32}] {pos}/{len} frames, {per_sec}, ETA {eta}")
+            .map(|s| s.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar.set_message(label.to_string());
+    bar
+}
+
+fn render_one(
+    job: &Job,
+    model: Option<&Model>,
+    template: &Template,
+    options: &RolloutOptions,
+    encoder: &EncodeOptions,
+    quiet: bool,
+) -> Result<()> {
+    let format = OutputFormat::from_path(&job.output)?;
+    let story = story_for(job.input.as_deref(), model, template, options)?;
+    let renderer = Renderer::new(&story, template)?;
+    let (width, height) = renderer.size();
+    let fps = FrameRate::new(renderer.fps(), 1)?;
+    let sink = encode::open(&job.output, format, width, height, fps, encoder)?;
+    let bar = progress_bar(renderer.frame_count(), quiet, &stem(job.input.as_deref()));
+    let result = encode::render_to(
+        sink,
+        renderer.frame_count(),
+        |i| {
+            check_interrupted()?;
+            renderer.frame(i)
+        },
+        Some(&bar),
+    );
+    bar.finish_and_clear();
+    result
+}
+
+fn render_folder(
+    folder: &Path,
+    args: &RenderArgs,
+    template: &Template,
+    options: &RolloutOptions,
+    encoder: &EncodeOptions,
+) -> Result<()> {
+    if args.frames_dir.is_some() {
+        return Err(Error::InvalidArgument(
+            "--frames-dir takes one image; for a folder of images give -o with a folder for the videos".into(),
+        ));
+    }
+    let out_dir = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
+    if !out_dir.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: the output folder does not exist; create it first",
+            out_dir.display()
+        )));
+    }
+    let mut inputs: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map_err(|e| Error::io(folder, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    inputs.sort();
+    if inputs.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds no images ({})",
+            folder.display(),
+            IMAGE_EXTENSIONS.join(", ")
+        )));
+    }
+    let model = load_model_for(template, &args.model)?;
+    let (mut made, mut skipped, mut failed) = (0, 0, 0);
+    for input in &inputs {
+        check_interrupted()?;
+        let job = Job {
+            output: out_dir.join(format!("{}.mp4", stem(Some(input)))),
+            input: Some(input.clone()),
+        };
+        if job.output.exists() && !args.force {
+            skipped += 1;
+            continue;
+        }
+        match render_one(&job, model.as_ref(), template, options, encoder, args.quiet) {
+            Ok(()) => made += 1,
+            Err(e) => {
+                failed += 1;
+                eprintln!("skipped {}: {e}", input.display());
+            }
+        }
+    }
+    if !args.quiet {
+        eprintln!(
+            "{made} rendered, {skipped} already there (--force replaces them), {failed} failed, into {}",
+            out_dir.display()
+        );
+    }
+    if failed > 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{failed} of {} images could not be rendered (see above)",
+            inputs.len()
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn still(args: &StillArgs) -> Result<()> {
+    let template = Template::load(&args.template)?;
+    let options = args.rollout.options()?;
+    refuse_existing(&args.output, args.force)?;
+    crate::output::check_writable(&args.output)?;
+    let model = load_model_for(&template, &args.model)?;
+    let story = story_for(args.image.as_deref(), model.as_ref(), &template, &options)?;
+    let frame = render_still(&story, &template, args.at)?;
+    write_atomically(&args.output, |out| {
+        frame
+            .write_to(out, image::ImageFormat::Png)
+            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", args.output.display())))
+    })?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}
+
+pub(super) fn templates(args: &TemplatesArgs) -> Result<()> {
+    match &args.show {
+        Some(name) => {
+            let source = Template::builtin_source(name).ok_or_else(|| {
+                let names: Vec<_> = Template::builtin_list()
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                Error::InvalidArgument(format!(
+                    "no built-in template '{name}'; available: {}",
+                    names.join(", ")
+                ))
+            })?;
+            print!("{source}");
+        }
+        None => {
+            for (name, description) in Template::builtin_list() {
+                println!("{name:<12} {description}");
+            }
+            println!("\nUse one with --template NAME; start your own with `swin-rollout templates --show NAME > my.toml` and --template my.toml.");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! Everything a video shows, computed once from a trace: the input image, every block's
+//! head-fused attention, the pooled rollout maps (window-aware and naive), the per-pair maps and
+//! the prediction.
+
+use image::RgbImage;
+
+use crate::error::{Error, Result};
+use crate::geometry::Geometry;
+use crate::model::{top_k, Model, Prediction};
+use crate::preprocess::Preprocessor;
+use crate::rollout::{Map, PairMap, Rollout, RolloutOptions, SparseAttention};
+use crate::trace::Trace;
+
+/// The map of one stage figure tile: what a (regular, shifted) pair of blocks does on its own,
+/// or a single block that has no partner (a stage of odd depth).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageMap {
+    /// The stage.
+    pub stage: usize,
+    /// First and last block (trace indices); equal for a single block.
+    pub blocks: (usize, usize),
+    /// Mean of the rows of the blocks' Â (window-aware, with the rollout's residual), over the
+    /// stage's own grid, normalized to sum 1.
+    pub map: Map,
+}
+
+/// The data of one video: what the renderer draws, independent of how it looks.
+#[derive(Debug, Clone)]
+pub struct Story {
+    pub(crate) image: RgbImage,
+    pub(crate) input_size: (usize, usize),
+    pub(crate) patch: usize,
+    pub(crate) geometries: Vec<Geometry>,
+    pub(crate) heads: Vec<usize>,
+    pub(crate) attention: Vec<SparseAttention>,
+    pub(crate) pooled: Vec<Map>,
+    pub(crate) naive: Vec<Map>,
+    pub(crate) pairs: Vec<PairMap>,
+    pub(crate) stage_maps: Vec<StageMap>,
+    pub(crate) prediction: Option<Prediction>,
+    pub(crate) model: String,
+    pub(crate) options: RolloutOptions,
+    pub(crate) schematic: bool,
+}
+
+impl Story {
+    /// A story of `trace`, drawn over `image` (the input as the model saw it; any resolution
+    /// with the input's aspect ratio), with the rollout computed with `options`.
+    ///
+    /// The matrix panel shows each block's attention as the model computed it after head
+    /// fusion (`options.fusion`), with attention to padding dropped and rows renormalized, but
+    /// without the residual and discard that only the rollout applies.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a trace the rollout rejects, an empty image, or an image
+    /// whose aspect ratio differs from the input's.
+    pub fn new(trace: &Trace, image: RgbImage, options: &RolloutOptions) -> Result<Story> {
+        let rollout = Rollout::new(trace, options)?;
+        let (ih, iw) = trace.image_size;
+        if image.width() == 0 || image.height() == 0 || ih == 0 || iw == 0 {
+            return Err(Error::InvalidArgument(
+                "the story needs a non-empty image and input size".into(),
+            ));
+        }
+        let aspect = |h: f64, w: f64| w / h;
+        let (a, b) = (
+            aspect(f64::from(image.height()), f64::from(image.width())),
+            aspect(ih as f64, iw as f64),
+        );
+        if (a / b - 1.0).abs() > 0.02 {
+            return Err(Error::InvalidArgument(format!(
+                "the image is {}×{} but the model's input is {iw}×{ih}; pass the image as the \
+                 model saw it (same aspect ratio)",
+                image.width(),
+                image.height()
+            )));
+        }
+        let matrix_options = RolloutOptions {
+            fusion: options.fusion,
+            residual: 0.0,
+            discard: 0.0,
+        };
+        let attention = trace
+            .blocks
+            .iter()
+            .map(|b| SparseAttention::from_block(b, &matrix_options, false))
+            .collect::<Result<Vec<_>>>()?;
+        let geometries: Vec<Geometry> = trace.blocks.iter().map(|b| b.geometry).collect();
+        let h0 = geometries[0].height;
+        let pairs = rollout.pair_maps();
+        let stage_maps = stage_maps(&rollout, &pairs);
+        Ok(Story {
+            image,
+            input_size: (ih, iw),
+            patch: ih.div_ceil(h0).max(1),
+            heads: trace.blocks.iter().map(|b| b.heads).collect(),
+            geometries,
+            attention,
+            pooled: rollout.pooled_maps(),
+            naive: rollout.naive_pooled_maps(),
+            pairs,
+            stage_maps,
+            prediction: None,
+            model: String::new(),
+            options: *options,
+            schematic: false,
+        })
+    }
+
+    /// A story of a model's trace: the image is the model's input turned back into colours,
+    /// the prediction its top class, the name the model's.
+    ///
+    /// # Errors
+    /// As [`Story::new`].
+    pub fn from_model(model: &Model, trace: &Trace, options: &RolloutOptions) -> Result<Story> {
+        let image = input_image(&trace.pixel_values, trace.image_size, &model.preprocessor)?;
+        let mut story = Story::new(trace, image, options)?;
+        story.prediction = model.top_k(&trace.logits, 1).into_iter().next();
+        story.model = model.name.clone();
+        Ok(story)
+    }
+
+    /// Sets the prediction the captions show.
+    pub fn with_prediction(mut self, prediction: Prediction) -> Story {
+        self.prediction = Some(prediction);
+        self
+    }
+
+    /// Sets the prediction from logits and class names (most probable class).
+    pub fn with_logits(mut self, logits: &[f32], labels: &[String]) -> Story {
+        self.prediction = top_k(logits, labels, 1).into_iter().next();
+        self
+    }
+
+    /// Sets the model name the captions show.
+    pub fn with_model_name(mut self, name: impl Into<String>) -> Story {
+        self.model = name.into();
+        self
+    }
+
+    /// The image drawn under the panels.
+    pub fn image(&self) -> &RgbImage {
+        &self.image
+    }
+
+    /// Every block's geometry, in forward order.
+    pub fn geometries(&self) -> &[Geometry] {
+        &self.geometries
+    }
+
+    /// Block `k`'s head-fused attention (what the matrix panel shows).
+    pub fn attention(&self, k: usize) -> Option<&SparseAttention> {
+        self.attention.get(k)
+    }
+
+    /// The pooled window-aware rollout after each block, over the first stage's grid.
+    pub fn pooled_maps(&self) -> &[Map] {
+        &self.pooled
+    }
+
+    /// The pooled naive (shift-unaware) rollout after each block.
+    pub fn naive_maps(&self) -> &[Map] {
+        &self.naive
+    }
+
+    /// The per-pair maps of each stage.
+    pub fn pair_maps(&self) -> &[PairMap] {
+        &self.pairs
+    }
+
+    /// The stage figure's maps: every pair, and every block without a partner, in block order.
+    pub fn stage_maps(&self) -> &[StageMap] {
+        &self.stage_maps
+    }
+
+    /// The top prediction, if known.
+    pub fn prediction(&self) -> Option<&Prediction> {
+        self.prediction.as_ref()
+    }
+
+    /// Whether the attention is synthetic (mechanism mode).
+    pub fn is_schematic(&self) -> bool {
+        self.schematic
+    }
+
+    /// Input pixels per token side in the first stage.
+    pub fn patch(&self) -> usize {
+        self.patch
+    }
+}
+
+/// Pair maps plus a map for each block that is in no pair, in block order.
+fn stage_maps(rollout: &Rollout, pairs: &[PairMap]) -> Vec<StageMap> {
+    let mut out: Vec<StageMap> = pairs
+        .iter()
+        .map(|p| StageMap {
+            stage: p.stage,
+            blocks: p.blocks,
+            map: p.stage_map.clone(),
+        })
+        .collect();
+    for (k, a) in rollout.blocks().iter().enumerate() {
+        if pairs.iter().any(|p| p.blocks.0 == k || p.blocks.1 == k) {
+            continue;
+        }
+        let n = a.tokens();
+        let v = a.vec_mul(&vec![1.0 / n as f64; n]);
+        let sum: f64 = v.iter().sum();
+        let g = a.geometry();
+        out.push(StageMap {
+            stage: g.stage,
+            blocks: (k, k),
+            map: Map {
+                height: g.height,
+                width: g.width,
+                values: v
+                    .iter()
+                    .map(|x| (x / sum.max(f64::MIN_POSITIVE)) as f32)
+                    .collect(),
+            },
+        });
+    }
+    out.sort_by_key(|m| m.blocks.0);
+    out
+}
+
+/// The preprocessed input `[3, H, W]` turned back into 8-bit colours by undoing
+/// `preprocessor`'s normalization.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] if `pixels` does not hold `3·H·W` values.
+pub fn input_image(
+    pixels: &[f32],
+    size: (usize, usize),
+    preprocessor: &Preprocessor,
+) -> Result<RgbImage> {
+    let (h, w) = size;
+    if pixels.len() != 3 * h * w || h == 0 || w == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "the trace's input holds {} values, not 3×{h}×{w}",
+            pixels.len()
+        )));
+    }
+    let rescale = if preprocessor.rescale > 0.0 {
+        preprocessor.rescale
+    } else {
+        1.0 / 255.0
+    };
+    let mut img = RgbImage::new(w as u32, h as u32);
+    for (i, px) in img.pixels_mut().enumerate() {
+        for c in 0..3 {
+            let v = (pixels[c * h * w + i] * preprocessor.std[c] + preprocessor.mean[c]) / rescale;
+            px.0[c] = v.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    Ok(img)
+}

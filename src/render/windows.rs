@@ -1,0 +1,159 @@
+//! Where a block's windows lie on its stage's grid, in image (unshifted) coordinates: the
+//! pieces a wrapped window is cut into, the shift-mask region of each token, and which window
+//! and place each token sits in. [`Geometry`] answers the opposite question (which token sits
+//! at a window place); these are its inverses for drawing.
+
+use crate::geometry::Geometry;
+
+/// A rectangle of tokens: rows `y0..y1`, columns `x0..x1` of the stage's grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRect {
+    /// First row.
+    pub y0: usize,
+    /// One past the last row.
+    pub y1: usize,
+    /// First column.
+    pub x0: usize,
+    /// One past the last column.
+    pub x1: usize,
+}
+
+/// The up to two intervals that `[start, start + len)` covers on a circle of `n`, clipped to
+/// `[0, limit)`.
+fn wrapped(start: usize, len: usize, n: usize, limit: usize) -> Vec<(usize, usize)> {
+    let start = start % n;
+    let mut out = Vec::with_capacity(2);
+    let mut push = |a: usize, b: usize| {
+        let b = b.min(limit);
+        if a < b {
+            out.push((a, b));
+        }
+    };
+    if start + len <= n {
+        push(start, start + len);
+    } else {
+        push(start, n);
+        push(0, start + len - n);
+    }
+    out
+}
+
+/// The pieces of window `window` on the real (unpadded) grid: one rectangle for an ordinary
+/// window, two or four for a window that the cyclic shift wraps around the border.
+pub fn window_pieces(g: &Geometry, window: usize) -> Vec<TokenRect> {
+    let m = g.window;
+    let across = g.windows_across().max(1);
+    let (wr, wc) = (window / across, window % across);
+    let rows = wrapped(wr * m + g.shift, m, g.padded_height, g.height);
+    let cols = wrapped(wc * m + g.shift, m, g.padded_width, g.width);
+    let mut out = Vec::with_capacity(rows.len() * cols.len());
+    for &(y0, y1) in &rows {
+        for &(x0, x1) in &cols {
+            out.push(TokenRect { y0, y1, x0, x1 });
+        }
+    }
+    out
+}
+
+/// The window and place (row-major inside the window) holding token `(y, x)`.
+pub fn window_place(g: &Geometry, y: usize, x: usize) -> (usize, usize) {
+    let m = g.window;
+    // Windows are cut from the grid rolled by −shift: image row y sits at rolled row y − s.
+    let ry = (y + g.padded_height - g.shift % g.padded_height) % g.padded_height;
+    let rx = (x + g.padded_width - g.shift % g.padded_width) % g.padded_width;
+    let window = (ry / m) * g.windows_across() + rx / m;
+    (window, (ry % m) * m + rx % m)
+}
+
+/// The shift-mask region of token `(y, x)`: tokens of one window attend to each other only
+/// within the same region.
+///
+/// As in the reference implementation, the mask is built on the rolled grid: rolled rows
+/// `[0, Hp−M)` are region 0, `[Hp−M, Hp−s)` region 1 and `[Hp−s, Hp)` region 2 (the same for
+/// columns), and a token's region is `3·row_region + column_region`. Without a shift every
+/// token is in region 0.
+pub fn region(g: &Geometry, y: usize, x: usize) -> u8 {
+    if g.shift == 0 {
+        return 0;
+    }
+    let part = |v: usize, n: usize| {
+        let rolled = (v + n - g.shift) % n;
+        if rolled < n - g.window {
+            0
+        } else if rolled < n - g.shift {
+            1
+        } else {
+            2
+        }
+    };
+    3 * part(y, g.padded_height) + part(x, g.padded_width)
+}
+
+/// For each token (raster order), its slot when tokens are grouped window by window: windows
+/// in the model's order, tokens in place order inside each, padding skipped.
+pub fn window_order(g: &Geometry) -> Vec<u32> {
+    let mut slots = vec![0u32; g.tokens()];
+    let mut next = 0u32;
+    for t in g.index_image() {
+        if t != Geometry::PADDING {
+            slots[t as usize] = next;
+            next += 1;
+        }
+    }
+    slots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_invert_the_index_image() {
+        for g in [
+            Geometry::new(0, 1, 8, 8, 4, 2),
+            Geometry::new(0, 1, 5, 7, 3, 1),
+            Geometry::new(1, 0, 7, 7, 7, 0),
+        ] {
+            let image = g.index_image();
+            let area = g.window_area();
+            for y in 0..g.height {
+                for x in 0..g.width {
+                    let (w, p) = window_place(&g, y, x);
+                    assert_eq!(image[w * area + p], (y * g.width + x) as u32, "{g:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pieces_cover_exactly_the_window() {
+        let g = Geometry::new(0, 1, 8, 8, 4, 2);
+        for w in 0..g.windows() {
+            let mut covered = vec![];
+            for p in window_pieces(&g, w) {
+                for y in p.y0..p.y1 {
+                    for x in p.x0..p.x1 {
+                        covered.push((y, x));
+                    }
+                }
+            }
+            assert_eq!(covered.len(), 16);
+            for (y, x) in covered {
+                assert_eq!(window_place(&g, y, x).0, w);
+            }
+        }
+        // The last window wraps on both axes: four pieces.
+        assert_eq!(window_pieces(&g, 3).len(), 4);
+    }
+
+    #[test]
+    fn regions_split_only_wrapped_windows() {
+        let g = Geometry::new(0, 1, 8, 8, 4, 2);
+        // Window 0 (rows 2..6, columns 2..6) lies in region 0.
+        assert_eq!(region(&g, 3, 3), 0);
+        // The bottom strip and the top strip of the last window row differ.
+        assert_eq!(region(&g, 7, 3), 3);
+        assert_eq!(region(&g, 0, 3), 6);
+        assert_eq!(region(&g, 0, 0), 8);
+    }
+}
