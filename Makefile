@@ -7,7 +7,8 @@ setup:
 	@tools/setup.sh
 
 demo: setup
-	$(CARGO) run --release -- predict --top 3
+	$(CARGO) run --release -- render --force -o demo.mp4
+	@echo "demo.mp4: the explainer video of the embedded model on the embedded demo scene"
 
 lint: setup
 	$(CARGO) fmt --all -- --check
