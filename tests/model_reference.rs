@@ -120,3 +120,26 @@ fn preprocessing_matches_the_reference_processor() {
     // Pillow's 8-bit resampling is reproduced exactly; what remains is float rounding.
     assert!(diff <= 1e-5, "preprocessing differs by {diff}");
 }
+
+#[test]
+fn embedded_model_is_the_shipped_checkpoint_with_swin_tiny_geometry() {
+    let embedded = Model::load(&ModelSource::Embedded).expect("embedded model loads");
+    let folder = Model::load(&ModelSource::Folder(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/model"),
+    ))
+    .unwrap();
+    let c = embedded.config();
+    assert_eq!(
+        (c.image_size, c.patch_size, c.window_size),
+        ((224, 224), 4, 7)
+    );
+    let grids: Vec<_> = c.geometries(224, 224).iter().map(|g| g.height).collect();
+    assert_eq!(grids.first(), Some(&56));
+    assert_eq!(grids.last(), Some(&7));
+    assert_eq!(c.labels.len(), 10);
+    assert_eq!(c.labels[9], "Ankle boot");
+    let image = swin_rollout::demo::demo_image().unwrap();
+    let a = embedded.trace_rgb(&image).unwrap();
+    let b = folder.trace_rgb(&image).unwrap();
+    assert_eq!(a.logits, b.logits);
+}
