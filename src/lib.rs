@@ -10,6 +10,7 @@ pub mod cli;
 pub mod demo;
 pub mod encode;
 pub mod error;
+pub mod evaluate;
 pub mod export;
 pub mod geometry;
 pub mod model;
@@ -18,6 +19,7 @@ pub mod output;
 pub mod preprocess;
 pub mod render;
 pub mod rollout;
+pub mod scene;
 pub mod trace;
 
 pub use error::{Error, Result};
