@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod config;
+mod kernels;
 mod source;
 mod swin;
 

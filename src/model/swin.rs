@@ -5,10 +5,11 @@
 //! mean pooling, classifier.
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Activation, LayerNorm, Linear};
+use candle_nn::{Activation, LayerNorm};
 
 use super::checkpoint::Checkpoint;
 use super::config::Config;
+use super::kernels::{self, AttentionShape, Dense};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 use crate::trace::BlockTrace;
@@ -21,14 +22,14 @@ const TORCH_LAYER_NORM_EPS: f64 = 1e-5;
 /// probability in practice (about 1e-43), not `-inf`.
 const SHIFT_MASK: f32 = -100.0;
 
-fn linear(ck: &Checkpoint, prefix: &str, inp: usize, out: usize, bias: bool) -> Result<Linear> {
+fn linear(ck: &Checkpoint, prefix: &str, inp: usize, out: usize, bias: bool) -> Result<Dense> {
     let w = ck.get(&format!("{prefix}.weight"), &[out, inp])?;
     let b = if bias {
         Some(ck.get(&format!("{prefix}.bias"), &[out])?)
     } else {
         None
     };
-    Ok(Linear::new(w, b))
+    Dense::new(&w, b.as_ref())
 }
 
 fn layer_norm(ck: &Checkpoint, prefix: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
@@ -43,7 +44,7 @@ fn layer_norm(ck: &Checkpoint, prefix: &str, dim: usize, eps: f64) -> Result<Lay
 /// product over flattened patches, which is faster than a generic convolution here.
 #[derive(Debug)]
 struct PatchEmbedding {
-    projection: Linear,
+    projection: Dense,
     norm: LayerNorm,
     position: Option<Tensor>,
     patch: usize,
@@ -56,7 +57,7 @@ impl PatchEmbedding {
         let prefix = "swin.embeddings.patch_embeddings.projection";
         let w = ck.get(&format!("{prefix}.weight"), &[e, ch, p, p])?;
         let b = ck.get(&format!("{prefix}.bias"), &[e])?;
-        let projection = Linear::new(w.reshape((e, ch * p * p))?, Some(b));
+        let projection = Dense::new(&w.reshape((e, ch * p * p))?, Some(&b))?;
         let position = if c.use_absolute_embeddings {
             let (h, w) = c.token_grid(c.image_size.0, c.image_size.1);
             Some(ck.get("swin.embeddings.position_embeddings", &[1, h * w, e])?)
@@ -109,8 +110,8 @@ impl PatchEmbedding {
 /// Multi-head self-attention inside windows, with relative position bias.
 #[derive(Debug)]
 struct WindowAttention {
-    qkv: Linear,
-    output: Linear,
+    qkv: Dense,
+    output: Dense,
     /// `[(2K−1)², heads]` for the table's own window K (≥ the window actually used).
     bias_table: Tensor,
     table_window: usize,
@@ -121,14 +122,18 @@ struct WindowAttention {
 impl WindowAttention {
     fn load(ck: &Checkpoint, c: &Config, prefix: &str, dim: usize, heads: usize) -> Result<Self> {
         let s = format!("{prefix}.attention.self");
-        let parts = ["query", "key", "value"]
-            .iter()
-            .map(|w| linear(ck, &format!("{s}.{w}"), dim, dim, c.qkv_bias))
-            .collect::<Result<Vec<_>>>()?;
+        let parts = ["query", "key", "value"];
         // One fused projection: a single matrix product instead of three.
-        let weight = Tensor::cat(&parts.iter().map(|l| l.weight()).collect::<Vec<_>>(), 0)?;
+        let weight = parts
+            .iter()
+            .map(|w| ck.get(&format!("{s}.{w}.weight"), &[dim, dim]))
+            .collect::<Result<Vec<_>>>()?;
+        let weight = Tensor::cat(&weight, 0)?;
         let bias = if c.qkv_bias {
-            let biases = parts.iter().filter_map(|l| l.bias()).collect::<Vec<_>>();
+            let biases = parts
+                .iter()
+                .map(|w| ck.get(&format!("{s}.{w}.bias"), &[dim]))
+                .collect::<Result<Vec<_>>>()?;
             Some(Tensor::cat(&biases, 0)?)
         } else {
             None
@@ -146,7 +151,7 @@ impl WindowAttention {
         let table_side = 2 * table_window - 1;
         let bias_table = ck.get(&table_name, &[table_side * table_side, heads])?;
         Ok(WindowAttention {
-            qkv: Linear::new(weight, bias),
+            qkv: Dense::new(&weight, bias.as_ref())?,
             output: linear(
                 ck,
                 &format!("{prefix}.attention.output.dense"),
@@ -197,30 +202,20 @@ impl WindowAttention {
         m: usize,
         mask: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
-        let (bw, n, c) = windows.dims3()?;
-        let qkv = self
-            .qkv
-            .forward(windows)?
-            .reshape((bw, n, 3, self.heads, self.head_dim))?
-            .permute((2, 0, 3, 1, 4))?;
-        let scale = (self.head_dim as f64).powf(-0.5);
-        let q = (qkv.get(0)?.contiguous()? * scale)?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let scores = q.matmul(&k.t()?)?;
-        let mut bias = self.position_bias(m)?;
-        let scores = if let Some(mask) = mask {
-            let nw = mask.dim(0)?;
-            bias = bias.unsqueeze(0)?.broadcast_add(&mask.unsqueeze(1)?)?;
-            scores
-                .reshape((bw / nw, nw, self.heads, n, n))?
-                .broadcast_add(&bias)?
-                .reshape((bw, self.heads, n, n))?
-        } else {
-            scores.broadcast_add(&bias)?
-        };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((bw, n, c))?;
+        let (bw, n, _) = windows.dims3()?;
+        let qkv = self.qkv.forward(windows)?;
+        let bias = self.position_bias(m)?;
+        let (out, probs) = kernels::window_attention(
+            &qkv,
+            &bias,
+            mask,
+            AttentionShape {
+                windows: bw,
+                tokens: n,
+                heads: self.heads,
+                head_dim: self.head_dim,
+            },
+        )?;
         Ok((self.output.forward(&out)?, probs))
     }
 }
@@ -231,8 +226,8 @@ struct Block {
     norm_before: LayerNorm,
     attention: WindowAttention,
     norm_after: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
     activation: Activation,
 }
 
@@ -253,45 +248,75 @@ impl Block {
 
     /// `x`: `[B, H·W, C]` → same shape, and the attention probabilities.
     fn forward(&self, x: &Tensor, g: &Geometry) -> Result<(Tensor, Tensor)> {
-        let (b, _, c) = x.dims3()?;
-        let (h, w, m, s) = (g.height, g.width, g.window, g.shift);
-        let (hp, wp) = (g.padded_height, g.padded_width);
-        let y = self
-            .norm_before
-            .forward(x)?
-            .reshape((b, h, w, c))?
-            .pad_with_zeros(1, 0, hp - h)?
-            .pad_with_zeros(2, 0, wp - w)?;
-        let y = roll2(&y, -(s as i32))?;
-        let windows = y
-            .reshape((b, hp / m, m, wp / m, m, c))?
-            .permute((0, 1, 3, 2, 4, 5))?
-            .reshape((b * g.windows(), m * m, c))?;
-        let mask = if s > 0 { Some(shift_mask(g)?) } else { None };
-        let (attended, probs) = self.attention.forward(&windows, m, mask.as_ref())?;
+        let (b, tokens, c) = x.dims3()?;
+        // Padding, cyclic shift and window partition are one gather through the geometry's
+        // index image (the same map the rollout uses), and its inverse puts tokens back.
+        let partition = WindowPartition::new(g, b)?;
+        let y = self.norm_before.forward(x)?.reshape((b * tokens, c))?;
+        let y = if partition.has_padding {
+            Tensor::cat(&[&y, &Tensor::zeros((1, c), y.dtype(), y.device())?], 0)?
+        } else {
+            y
+        };
+        let windows =
+            y.index_select(&partition.gather, 0)?
+                .reshape((b * g.windows(), g.window_area(), c))?;
+        let mask = if g.shift > 0 {
+            Some(shift_mask(g)?)
+        } else {
+            None
+        };
+        let (attended, probs) = self.attention.forward(&windows, g.window, mask.as_ref())?;
         let y = attended
-            .reshape((b, hp / m, wp / m, m, m, c))?
-            .permute((0, 1, 3, 2, 4, 5))?
-            .reshape((b, hp, wp, c))?;
-        let y = roll2(&y, s as i32)?
-            .narrow(1, 0, h)?
-            .narrow(2, 0, w)?
-            .reshape((b, h * w, c))?;
+            .reshape((b * g.windows() * g.window_area(), c))?
+            .index_select(&partition.scatter, 0)?
+            .reshape((b, tokens, c))?;
         let x = (x + y)?;
         let y = self.norm_after.forward(&x)?;
-        let y = self
-            .fc2
-            .forward(&self.activation.forward(&self.fc1.forward(&y)?)?)?;
+        let y = self.fc1.forward(&y)?;
+        let y = match self.activation {
+            Activation::Gelu => kernels::gelu(&y)?,
+            other => other.forward(&y)?,
+        };
+        let y = self.fc2.forward(&y)?;
         Ok(((x + y)?, probs))
     }
 }
 
-/// Rolls dims 1 and 2 of `[B, H, W, C]` by `shift`, as `torch.roll` does.
-fn roll2(x: &Tensor, shift: i32) -> Result<Tensor> {
-    if shift == 0 {
-        return Ok(x.clone());
+/// Row indices that cut a batch of `[B·H·W, C]` token rows into windows and back.
+struct WindowPartition {
+    /// For every window place of every image: the token row it holds, or the zero row
+    /// `B·H·W` appended for padding.
+    gather: Tensor,
+    /// For every token row: the window place that holds it.
+    scatter: Tensor,
+    has_padding: bool,
+}
+
+impl WindowPartition {
+    fn new(g: &Geometry, batch: usize) -> Result<Self> {
+        let image = g.index_image();
+        let tokens = g.tokens();
+        let zero_row = (batch * tokens) as u32;
+        let places = image.len();
+        let mut gather = Vec::with_capacity(batch * places);
+        let mut scatter = vec![0u32; batch * tokens];
+        for b in 0..batch {
+            for (place, &token) in image.iter().enumerate() {
+                if token == Geometry::PADDING {
+                    gather.push(zero_row);
+                } else {
+                    gather.push((b * tokens) as u32 + token);
+                    scatter[b * tokens + token as usize] = (b * places + place) as u32;
+                }
+            }
+        }
+        Ok(WindowPartition {
+            has_padding: places > tokens,
+            gather: Tensor::from_vec(gather, batch * places, &Device::Cpu)?,
+            scatter: Tensor::from_vec(scatter, batch * tokens, &Device::Cpu)?,
+        })
     }
-    Ok(x.roll(shift, 1)?.roll(shift, 2)?)
 }
 
 /// The −100 mask of a shifted block, `[nW, M², M²]`: tokens of different cyclic-shift regions
@@ -327,7 +352,7 @@ fn shift_mask(g: &Geometry) -> Result<Tensor> {
 #[derive(Debug)]
 struct PatchMerging {
     norm: LayerNorm,
-    reduction: Linear,
+    reduction: Dense,
 }
 
 impl PatchMerging {
@@ -351,7 +376,7 @@ impl PatchMerging {
             .reshape((b, h2, 2, w2, 2, c))?
             .permute((0, 1, 3, 4, 2, 5))?
             .reshape((b, h2 * w2, 4 * c))?;
-        Ok(self.reduction.forward(&self.norm.forward(&x)?)?)
+        self.reduction.forward(&self.norm.forward(&x)?)
     }
 }
 
@@ -368,7 +393,7 @@ pub struct Swin {
     embedding: PatchEmbedding,
     stages: Vec<Stage>,
     norm: LayerNorm,
-    classifier: Linear,
+    classifier: Dense,
 }
 
 /// What one forward pass returns: logits and, when asked, every block's attention.
