@@ -4,6 +4,10 @@
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
+
+/// The allocator of the `swin-rollout` binary, so the figures are the ones users get.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use swin_rollout::model::{Checkpoint, Config, Swin};
 
 fn forward(c: &mut Criterion) {
