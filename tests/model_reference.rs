@@ -143,3 +143,31 @@ fn embedded_model_is_the_shipped_checkpoint_with_swin_tiny_geometry() {
     let b = folder.trace_rgb(&image).unwrap();
     assert_eq!(a.logits, b.logits);
 }
+
+#[test]
+fn embedded_model_classifies_the_committed_demo_scenes() {
+    let model = Model::load(&ModelSource::Embedded).expect("embedded model loads");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/scenes");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("scenes.json")).unwrap()).unwrap();
+    let scenes = index["scenes"].as_array().unwrap();
+    assert!(scenes.len() >= 4);
+    for scene in scenes {
+        let file = scene["file"].as_str().unwrap();
+        let label = scene["label"].as_u64().unwrap() as usize;
+        let image = image::open(dir.join(file)).unwrap().to_rgb8();
+        let trace = model.trace_rgb(&image).unwrap();
+        let best = trace
+            .logits
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap();
+        assert_eq!(
+            model.config().labels[best],
+            model.config().labels[label],
+            "{file}"
+        );
+    }
+}
