@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -80,6 +81,13 @@ def parse_args():
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--final-eval", type=int, default=0)
     ap.add_argument("--bench", type=int, default=0, help="time N train steps and exit")
+    ap.add_argument(
+        "--init-from",
+        type=str,
+        default=None,
+        help="warm-start from this HF checkpoint folder; blocks that it lacks (deeper --depths) "
+        "start as identities (zeroed output projections), so training resumes from its function",
+    )
     return ap.parse_args()
 
 
@@ -226,8 +234,43 @@ def main():
         log_line(args.log, "FINAL " + json.dumps(res))
 
 
+def warm_start(model, folder):
+    """Copy every tensor of `folder`'s checkpoint into `model`; zero new blocks' outputs.
+
+    A new block whose attention-output and MLP-output projections are zero adds
+    nothing to the residual stream, so the grown model computes exactly what the
+    old one did and training continues from there instead of from scratch.
+    """
+    from transformers import SwinForImageClassification
+
+    # Loading through transformers maps the hub names to its module names.
+    old = SwinForImageClassification.from_pretrained(folder).state_dict()
+    state = model.state_dict()
+    copied = 0
+    for name, tensor in old.items():
+        if name not in state or state[name].shape != tensor.shape:
+            raise SystemExit(f"--init-from: {name} {tuple(tensor.shape)} does not fit the new model")
+        state[name] = tensor
+        copied += 1
+    grown = set()
+    for name in state:
+        if name in old:
+            continue
+        m = re.match(r"swin\.encoder\.layers\.(\d+)\.blocks\.(\d+)\.", name)
+        if not m:
+            raise SystemExit(f"--init-from: the old checkpoint lacks {name}")
+        grown.add(m.group(0))
+        if re.search(r"\.(attention\.o_proj|mlp\.fc2)\.(weight|bias)$", name):
+            state[name] = torch.zeros_like(state[name])
+    model.load_state_dict(state)
+    return copied, sorted(grown)
+
+
 def train(args, budget, t0, val_imgs, val_labels):
     model = build_model(args)
+    if args.init_from:
+        copied, grown = warm_start(model, args.init_from)
+        print(f"warm start: {copied} tensors from {args.init_from}; new identity blocks: {grown}", flush=True)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
@@ -244,7 +287,8 @@ def train(args, budget, t0, val_imgs, val_labels):
         args.log,
         f"START params={n_params} embed_dim={args.embed_dim} depths={args.depths} heads={args.heads} "
         f"bs={args.batch_size} lr={args.lr} wd={args.weight_decay} ls={args.label_smoothing} "
-        f"epoch_size={args.epoch_size} train_budget_s={train_budget:.0f} max_steps={args.max_steps}",
+        f"epoch_size={args.epoch_size} train_budget_s={train_budget:.0f} max_steps={args.max_steps} "
+        f"train_seed={args.train_seed} init_from={args.init_from}",
     )
     # torch.compile (inductor) is ~3x faster than eager on this 2-core CPU; the
     # first step pays the compile time (~1.5 min).  Evaluation/saving use the

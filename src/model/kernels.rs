@@ -20,17 +20,14 @@ use crate::error::{Error, Result};
 /// widest vector unit this CPU has (AVX-512, then AVX2, then the x86-64 baseline).
 macro_rules! simd_dispatch {
     ($name:ident => $inner:ident ( $($arg:ident : $ty:ty),* $(,)? )) => {
-        #[allow(clippy::too_many_arguments)]
         fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
                 fn wide($($arg: $ty),*) {
                     $inner($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
                 fn medium($($arg: $ty),*) {
                     $inner($($arg),*)
                 }
@@ -320,7 +317,14 @@ pub(crate) fn window_attention(
                             let i = w % mask_windows;
                             &m[i * n * n..(i + 1) * n * n]
                         });
-                        attend_window(qkv, bias, mask, out, probs, n, heads, d)
+                        attend_window(Window {
+                            qkv,
+                            bias,
+                            mask,
+                            out,
+                            probs,
+                            shape: s,
+                        })
                     });
                 Ok(())
             };
@@ -336,20 +340,34 @@ pub(crate) fn window_attention(
     ))
 }
 
-/// One window, all heads. `qkv`: `[n, 3, heads, d]`; writes `out` `[n, heads·d]` and `probs`
-/// `[heads, n, n]`.
+/// One window's inputs and outputs: `qkv` `[n, 3, heads, d]`, `bias` `[heads, n, n]`, `mask`
+/// `[n, n]`; `out` `[n, heads·d]` and `probs` `[heads, n, n]` are written.
+struct Window<'a> {
+    qkv: &'a [f32],
+    bias: &'a [f32],
+    mask: Option<&'a [f32]>,
+    out: &'a mut [f32],
+    probs: &'a mut [f32],
+    shape: AttentionShape,
+}
+
+/// One window, all heads.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn attend_window_inline(
-    qkv: &[f32],
-    bias: &[f32],
-    mask: Option<&[f32]>,
-    out: &mut [f32],
-    probs: &mut [f32],
-    n: usize,
-    heads: usize,
-    d: usize,
-) {
+fn attend_window_inline(window: Window<'_>) {
+    let Window {
+        qkv,
+        bias,
+        mask,
+        out,
+        probs,
+        shape:
+            AttentionShape {
+                tokens: n,
+                heads,
+                head_dim: d,
+                ..
+            },
+    } = window;
     let c = heads * d;
     let scale = (d as f32).powf(-0.5);
     // Per head: q scaled [n, d]; kᵀ [d, np] and v [n, dp] padded with zeros to whole vectors
@@ -429,16 +447,7 @@ fn attend_window_inline(
 /// f32 lanes of the widest vector register (AVX-512).
 const LANES: usize = 16;
 
-simd_dispatch!(attend_window => attend_window_inline(
-    qkv: &[f32],
-    bias: &[f32],
-    mask: Option<&[f32]>,
-    out: &mut [f32],
-    probs: &mut [f32],
-    n: usize,
-    heads: usize,
-    d: usize,
-));
+simd_dispatch!(attend_window => attend_window_inline(window: Window<'_>));
 
 #[cfg(test)]
 mod tests {
