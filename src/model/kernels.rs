@@ -1,5 +1,5 @@
-//! CPU kernels for the two places where candle's generic operators cost the most time in a
-//! Swin forward pass: window attention and the exact GELU.
+//! CPU kernels for the places where candle's generic operators cost the most time in a Swin
+//! forward pass: the dense layers, window attention and the exact GELU.
 //!
 //! Window attention is thousands of tiny matrix products (M² × head-dim, 49 × 32 for swin-tiny);
 //! through generic batched products every one pays for packing and thread dispatch, and the
@@ -7,9 +7,11 @@
 //! whole window — all heads, scores, bias, mask, softmax and the weighted sum — in one task,
 //! with windows spread over rayon's threads. GELU gets a branch-free `erf` so it vectorizes.
 //!
-//! The loops are written so that the compiler can vectorize them without reordering any sum
-//! (every reduction runs in a fixed order), so the result does not depend on the SIMD width
-//! the CPU offers: the same inputs give the same bits on every x86-64 machine.
+//! The attention and GELU loops are written so that the compiler can vectorize them without
+//! reordering any sum (every reduction runs in a fixed order), so their result does not depend
+//! on the SIMD width the CPU offers. (The dense layers' `gemm` picks its kernel by CPU, so logits
+//! may differ in the last bits between an AVX2 and an AVX-512 machine; on one machine every run
+//! gives the same bits.)
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -66,8 +68,8 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
 
 /// `e^x` for f32, branch-free so that it vectorizes: Cody–Waite range reduction
 /// `x = k·ln2 + r` and a degree-6 polynomial for `e^r` on |r| ≤ ln2/2, within 2 ulp of the
-/// exact value on the range where softmax needs it. Inputs below −87 give 0 (through a tiny
-/// normal number), above 88 saturate at `f32::MAX`-ish; NaN stays NaN.
+/// exact value on the range where softmax needs it. Inputs are clamped to [−87, 88], so far
+/// negative ones give about 1.6e-38 instead of underflowing to 0; NaN stays NaN.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
