@@ -348,16 +348,8 @@ impl SchematicPanel {
                 }
             }
         }
-        if !spec.shifted_note.is_empty() && g.shift > 0 && tints {
-            let s = spec.shifted_note.render(vars);
-            ctx.text.draw_top(
-                img,
-                &s,
-                self.content.x as f32,
-                self.content.bottom() as f32 + 8.0,
-                Align::Left,
-                &ctx.tick(),
-            );
+        if g.shift > 0 && tints {
+            ctx.draw_note(img, self.content, 8.0, &spec.shifted_note, vars);
         }
     }
 }

@@ -16,7 +16,6 @@ use crate::render::canvas::{blend_rect, blit, blit_part, muted, stroke_rect, Rec
 use crate::render::format::Vars;
 use crate::render::story::Story;
 use crate::render::template::ImageSpec;
-use crate::render::text::Align;
 use crate::render::windows::{region, window_pieces, TokenRect};
 
 /// What the image panel shows in a frame.
@@ -66,11 +65,7 @@ impl ImagePanel {
         let place = spec.place;
         let top = ctx.title_height();
         // Room under the image for the note on shifted blocks.
-        let note = if spec.shifted_note.is_empty() {
-            0
-        } else {
-            (ctx.template.fonts.tick * 2.0).ceil() as i32
-        };
+        let note = ctx.note_height(&spec.shifted_note);
         let area = Rect::new(place.x, place.y + top, place.w, place.h - top - note);
         let (ih, iw) = story.input_size;
         let content = fit(area, iw as f64, ih as f64);
@@ -284,17 +279,8 @@ impl ImagePanel {
                         self.window_lines(img, g, colors.grid, 0.75);
                     }
                 }
-                if g.shift > 0 && !spec.shifted_note.is_empty() {
-                    let style = ctx.tick();
-                    let s = spec.shifted_note.render(vars);
-                    ctx.text.draw_top(
-                        img,
-                        &s,
-                        self.content.x as f32,
-                        self.content.bottom() as f32 + 6.0,
-                        Align::Left,
-                        &style,
-                    );
+                if g.shift > 0 {
+                    ctx.draw_note(img, self.content, 6.0, &spec.shifted_note, vars);
                 }
             }
             ImageState::Merge { from, to, progress } => {

@@ -104,11 +104,7 @@ impl MatrixPanel {
     pub fn new(ctx: &Ctx, spec: &MatrixSpec, story: &Story) -> MatrixPanel {
         let place = spec.place;
         let top = ctx.title_height();
-        let note = if spec.note.is_empty() {
-            0
-        } else {
-            (ctx.template.fonts.tick * 2.0).ceil() as i32
-        };
+        let note = ctx.note_height(&spec.note);
         // Left margin for the current-query marker; right for the colour bar.
         let margin = 14;
         let side = (place.w - margin - vbar_room(ctx))
@@ -353,17 +349,7 @@ impl MatrixPanel {
             let label = spec.bar.render(vars);
             draw_vbar(img, ctx, self.bar, &self.lut, norm, &label);
         }
-        if !spec.note.is_empty() {
-            let s = spec.note.render(vars);
-            ctx.text.draw_top(
-                img,
-                &s,
-                self.square.x as f32,
-                self.square.bottom() as f32 + 8.0,
-                Align::Left,
-                &ctx.tick(),
-            );
-        }
+        ctx.draw_note(img, self.square, 8.0, &spec.note, vars);
     }
 
     /// Paints a level raster into `dst` (nearest-neighbour scaled); rows not yet filled get

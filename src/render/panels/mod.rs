@@ -49,6 +49,31 @@ impl Ctx<'_> {
         (self.template.fonts.label * 1.7).ceil() as i32
     }
 
+    /// Height kept under a panel for its note: none when the template leaves the note empty.
+    pub fn note_height(&self, note: &Format) -> i32 {
+        if note.is_empty() {
+            0
+        } else {
+            (self.template.fonts.tick * 2.0).ceil() as i32
+        }
+    }
+
+    /// Draws a panel's note (if it is not empty) `gap` pixels below `above`, left-aligned.
+    pub fn draw_note(&self, img: &mut RgbImage, above: Rect, gap: f32, note: &Format, vars: &Vars) {
+        if note.is_empty() {
+            return;
+        }
+        let s = note.render(vars);
+        self.text.draw_top(
+            img,
+            &s,
+            above.x as f32,
+            above.bottom() as f32 + gap,
+            Align::Left,
+            &self.tick(),
+        );
+    }
+
     /// Draws a panel title (if it is not empty) on the first row of `place`.
     pub fn draw_title(&self, img: &mut RgbImage, place: Rect, title: &Format, vars: &Vars) {
         if title.is_empty() {
