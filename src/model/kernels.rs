@@ -314,20 +314,24 @@ pub(crate) fn window_attention(
                     .zip(probs.par_chunks_mut(heads * n * n))
                     .zip(qkv.par_chunks(n * 3 * c))
                     .enumerate()
-                    .for_each(|(w, ((out, probs), qkv))| {
-                        let mask = mask.map(|m| {
-                            let i = w % mask_windows;
-                            &m[i * n * n..(i + 1) * n * n]
-                        });
-                        attend_window(Window {
-                            qkv,
-                            bias,
-                            mask,
-                            out,
-                            probs,
-                            shape: s,
-                        })
-                    });
+                    .for_each_init(
+                        || Scratch::new(s),
+                        |scratch, (w, ((out, probs), qkv))| {
+                            let mask = mask.map(|m| {
+                                let i = w % mask_windows;
+                                &m[i * n * n..(i + 1) * n * n]
+                            });
+                            attend_window(Window {
+                                qkv,
+                                bias,
+                                mask,
+                                out,
+                                probs,
+                                shape: s,
+                                scratch,
+                            })
+                        },
+                    );
                 Ok(())
             };
             match &mask {
@@ -351,6 +355,32 @@ struct Window<'a> {
     out: &'a mut [f32],
     probs: &'a mut [f32],
     shape: AttentionShape,
+    scratch: &'a mut Scratch,
+}
+
+/// Per-head working copies, allocated once per thread rather than once per window: q scaled
+/// `[n, d]`; kᵀ `[d, np]` and v `[n, dp]` padded with zeros to whole vectors (np, dp multiples
+/// of LANES), so every inner loop is a run of full-width vector operations on a LANES-wide
+/// accumulator that stays in a register. Only the unpadded places are ever written, so the
+/// padding stays zero from window to window.
+struct Scratch {
+    q: Vec<f32>,
+    kt: Vec<f32>,
+    v: Vec<f32>,
+    row: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(s: AttentionShape) -> Scratch {
+        let (n, d) = (s.tokens, s.head_dim);
+        let (np, dp) = (n.div_ceil(LANES) * LANES, d.div_ceil(LANES) * LANES);
+        Scratch {
+            q: vec![0f32; n * d],
+            kt: vec![0f32; d * np],
+            v: vec![0f32; n * dp],
+            row: vec![0f32; np],
+        }
+    }
 }
 
 /// One window, all heads.
@@ -369,18 +399,12 @@ fn attend_window_inline(window: Window<'_>) {
                 head_dim: d,
                 ..
             },
+        scratch: Scratch { q, kt, v, row },
     } = window;
     let c = heads * d;
     let scale = (d as f32).powf(-0.5);
-    // Per head: q scaled [n, d]; kᵀ [d, np] and v [n, dp] padded with zeros to whole vectors
-    // (np, dp multiples of LANES), so every inner loop below is a run of full-width vector
-    // operations on a LANES-wide accumulator that stays in a register.
     let np = n.div_ceil(LANES) * LANES;
     let dp = d.div_ceil(LANES) * LANES;
-    let mut q = vec![0f32; n * d];
-    let mut kt = vec![0f32; d * np];
-    let mut v = vec![0f32; n * dp];
-    let mut row = vec![0f32; np];
     for h in 0..heads {
         for t in 0..n {
             let src = &qkv[t * 3 * c..(t + 1) * 3 * c];
@@ -414,7 +438,7 @@ fn attend_window_inline(window: Window<'_>) {
                 out.copy_from_slice(&acc);
             }
             let p = &mut probs[i * n..(i + 1) * n];
-            for ((pj, &sj), &bj) in p.iter_mut().zip(&row).zip(&bias[i * n..(i + 1) * n]) {
+            for ((pj, &sj), &bj) in p.iter_mut().zip(row.iter()).zip(&bias[i * n..(i + 1) * n]) {
                 *pj = sj + bj;
             }
             if let Some(m) = mask {
