@@ -69,6 +69,13 @@ def parse_args():
     ap.add_argument("--time-budget", type=float, default=7200.0, help="seconds")
     ap.add_argument("--deadline", type=str, default=None, help="HH:MM UTC today")
     ap.add_argument("--eval-reserve", type=float, default=90.0, help="s kept for eval+save")
+    ap.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        help="keep an exponential moving average of the weights with this decay (e.g. 0.999); "
+        "validation, selection and the saved checkpoint then use the average",
+    )
     ap.add_argument("--train-seed", type=int, default=1)
     ap.add_argument("--val-seed", type=int, default=2)
     ap.add_argument("--test-seed", type=int, default=3)
@@ -119,15 +126,33 @@ def to_pixels(imgs_u8: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, imgs: np.ndarray, labels: np.ndarray, bs=100):
+def predict(model, imgs: np.ndarray, bs=100) -> np.ndarray:
     model.eval()
-    correct = 0
+    preds = []
     for i in range(0, len(imgs), bs):
         x = to_pixels(torch.from_numpy(imgs[i : i + bs]))
-        pred = model(pixel_values=x).logits.argmax(-1).numpy()
-        correct += int((pred == labels[i : i + bs]).sum())
+        preds.append(model(pixel_values=x).logits.argmax(-1).numpy())
     model.train()
-    return correct / len(imgs)
+    return np.concatenate(preds)
+
+
+def evaluate(model, imgs: np.ndarray, labels: np.ndarray) -> float:
+    return float((predict(model, imgs) == labels).mean())
+
+
+def per_class_accuracy(pred: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy of each true class and the class it is most often mistaken for."""
+    out = {}
+    for c, name in enumerate(scenes.CLASS_NAMES):
+        mine = pred[labels == c]
+        wrong = mine[mine != c]
+        top = np.bincount(wrong, minlength=len(scenes.CLASS_NAMES)).argmax() if len(wrong) else None
+        out[name] = {
+            "acc": round(float((mine == c).mean()), 3) if len(mine) else None,
+            "n": int(len(mine)),
+            "most_confused_with": scenes.CLASS_NAMES[top] if top is not None else None,
+        }
+    return out
 
 
 def build_model(args):
@@ -218,7 +243,8 @@ def main():
         acc_val = evaluate(model, val_imgs, val_labels)
         te = time.time()
         test_imgs, test_labels = val_src.batch(args.test_seed, 0, args.final_eval)
-        acc_test = evaluate(model, test_imgs, test_labels)
+        test_pred = predict(model, test_imgs)
+        acc_test = float((test_pred == test_labels).mean())
         pred_time = time.time() - te
         res = {
             "reloaded_from": os.path.relpath(args.out, ROOT),
@@ -232,6 +258,7 @@ def main():
             "gen_plus_eval_seconds": round(pred_time, 1),
         }
         log_line(args.log, "FINAL " + json.dumps(res))
+        log_line(args.log, "PER-CLASS " + json.dumps(per_class_accuracy(test_pred, test_labels)))
 
 
 def warm_start(model, folder):
@@ -288,7 +315,7 @@ def train(args, budget, t0, val_imgs, val_labels):
         f"START params={n_params} embed_dim={args.embed_dim} depths={args.depths} heads={args.heads} "
         f"bs={args.batch_size} lr={args.lr} wd={args.weight_decay} ls={args.label_smoothing} "
         f"epoch_size={args.epoch_size} train_budget_s={train_budget:.0f} max_steps={args.max_steps} "
-        f"train_seed={args.train_seed} init_from={args.init_from}",
+        f"train_seed={args.train_seed} init_from={args.init_from} ema={args.ema}",
     )
     # torch.compile (inductor) is ~3x faster than eager on this 2-core CPU; the
     # first step pays the compile time (~1.5 min).  Evaluation/saving use the
@@ -304,6 +331,12 @@ def train(args, budget, t0, val_imgs, val_labels):
             return args.lr * p / args.warmup
         q = min(1.0, (p - args.warmup) / (1 - args.warmup))
         return args.lr * 0.5 * (1 + math.cos(math.pi * q))
+
+    # The average of recent weights sits nearer the loss basin's centre than any
+    # single noisy step; it starts from the initial weights, which for a warm
+    # start are already a good model.
+    live = [t for t in model.state_dict().values() if t.is_floating_point()]
+    ema = [t.detach().clone() for t in live] if args.ema else None
 
     best = -1.0
     step = 0
@@ -336,6 +369,9 @@ def train(args, budget, t0, val_imgs, val_labels):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if ema is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(ema, live, 1.0 - args.ema)
             step += 1
             seen += len(labels)
             loss_sum += loss.item()
@@ -354,12 +390,19 @@ def train(args, budget, t0, val_imgs, val_labels):
         if n_b == 0:
             break
         ep_time = time.time() - te
+        if ema is not None:
+            with torch.no_grad():
+                backup = [t.clone() for t in live]
+                torch._foreach_copy_(live, ema)
         acc = evaluate(model, val_imgs, val_labels)
         saved = ""
         if acc > best:
             best = acc
             save_checkpoint(model, args.out)
             saved = " saved"
+        if ema is not None:
+            with torch.no_grad():
+                torch._foreach_copy_(live, backup)
         log_line(
             args.log,
             f"epoch {epoch + 1} steps {step} seen {seen} train_loss {loss_sum / n_b:.4f} "
