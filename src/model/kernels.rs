@@ -274,13 +274,14 @@ pub(crate) struct AttentionShape {
 /// `bias`: `[heads, tokens, tokens]`, added to every window; `mask`: `[nW, tokens, tokens]`,
 /// added to window `w` as `mask[w mod nW]`. Scores are `q·kᵀ/√d + bias + mask`, then softmax.
 /// Returns the attended tokens `[windows, tokens, heads·head_dim]` and the probabilities
-/// `[windows, heads, tokens, tokens]`.
+/// `[windows, heads, tokens, tokens]`, row-major; a plain buffer, so that recording them in a
+/// trace moves it instead of copying megabytes out of a tensor.
 pub(crate) fn window_attention(
     qkv: &Tensor,
     bias: &Tensor,
     mask: Option<&Tensor>,
     s: AttentionShape,
-) -> Result<(Tensor, Tensor)> {
+) -> Result<(Tensor, Vec<f32>)> {
     let AttentionShape {
         windows,
         tokens: n,
@@ -340,10 +341,7 @@ pub(crate) fn window_attention(
             }
         })
     })?;
-    Ok((
-        Tensor::from_vec(out, (windows, n, c), &Device::Cpu)?,
-        Tensor::from_vec(probs, (windows, heads, n, n), &Device::Cpu)?,
-    ))
+    Ok((Tensor::from_vec(out, (windows, n, c), &Device::Cpu)?, probs))
 }
 
 /// One window's inputs and outputs: `qkv` `[n, 3, heads, d]`, `bias` `[heads, n, n]`, `mask`

@@ -195,13 +195,13 @@ impl WindowAttention {
     }
 
     /// `windows`: `[B·nW, m², C]`; `mask`: `[nW, m², m²]` for shifted blocks.
-    /// Returns the attended tokens and the probabilities `[B·nW, heads, m², m²]`.
+    /// Returns the attended tokens and the probabilities `[B·nW, heads, m², m²]`, row-major.
     fn forward(
         &self,
         windows: &Tensor,
         m: usize,
         mask: Option<&Tensor>,
-    ) -> Result<(Tensor, Tensor)> {
+    ) -> Result<(Tensor, Vec<f32>)> {
         let (bw, n, _) = windows.dims3()?;
         let qkv = self.qkv.forward(windows)?;
         let bias = self.position_bias(m)?;
@@ -247,7 +247,7 @@ impl Block {
     }
 
     /// `x`: `[B, H·W, C]` → same shape, and the attention probabilities.
-    fn forward(&self, x: &Tensor, g: &Geometry) -> Result<(Tensor, Tensor)> {
+    fn forward(&self, x: &Tensor, g: &Geometry) -> Result<(Tensor, Vec<f32>)> {
         let (b, tokens, c) = x.dims3()?;
         // Padding, cyclic shift and window partition are one gather through the geometry's
         // index image (the same map the rollout uses), and its inverse puts tokens back.
@@ -401,9 +401,9 @@ pub struct Swin {
 pub struct Forward {
     /// `[B, num_labels]`.
     pub logits: Tensor,
-    /// Every block in forward order with its probabilities `[B·nW, heads, m², m²]`
-    /// (empty unless attention was recorded).
-    pub attentions: Vec<(Geometry, Tensor)>,
+    /// Every block in forward order (empty unless attention was recorded). For a batch of
+    /// `B` images each block's `attention` holds `B·nW` windows, image by image.
+    pub attentions: Vec<BlockTrace>,
 }
 
 impl Swin {
@@ -457,7 +457,11 @@ impl Swin {
                 let (y, probs) = block.forward(&x, g)?;
                 x = y;
                 if record {
-                    attentions.push((*g, probs));
+                    attentions.push(BlockTrace {
+                        geometry: *g,
+                        heads: block.attention.heads,
+                        attention: probs,
+                    });
                 }
             }
             if let Some(merge) = &stage.downsample {
@@ -483,18 +487,6 @@ impl Swin {
             ));
         }
         let out = self.forward(&pixels, true)?;
-        let blocks = out
-            .attentions
-            .into_iter()
-            .map(|(geometry, probs)| {
-                let heads = probs.dim(1)?;
-                Ok(BlockTrace {
-                    geometry,
-                    heads,
-                    attention: probs.flatten_all()?.to_vec1::<f32>()?,
-                })
-            })
-            .collect::<Result<_>>()?;
-        Ok((out.logits.flatten_all()?.to_vec1::<f32>()?, blocks))
+        Ok((out.logits.flatten_all()?.to_vec1::<f32>()?, out.attentions))
     }
 }
