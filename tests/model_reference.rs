@@ -99,6 +99,32 @@ fn timm_named_weights_give_the_same_model() {
     assert_eq!(timm.config().labels, hf.config().labels);
 }
 
+/// A batch records each block's windows image by image, each image's exactly as alone.
+#[test]
+fn batched_forward_records_every_image_s_attention_in_order() {
+    let model = Model::load(&ModelSource::Folder(fixture("swin_pad"))).unwrap();
+    let r = reference("swin_pad");
+    let first = r["pixel_values"].clone();
+    let second = first.flip(&[3]).unwrap();
+    let (_, alone_first) = model.swin.trace(&first).unwrap();
+    let (_, alone_second) = model.swin.trace(&second).unwrap();
+    let batch = Tensor::cat(&[&first, &second], 0).unwrap();
+    let out = model.swin.forward(&batch, true).unwrap();
+    assert_eq!(out.attentions.len(), alone_first.len());
+    for ((both, a), b) in out.attentions.iter().zip(&alone_first).zip(&alone_second) {
+        assert_eq!(both.geometry, a.geometry);
+        assert_eq!(both.heads, a.heads);
+        let half = a.attention.len();
+        assert_eq!(both.attention.len(), 2 * half);
+        assert!(max_abs_diff(&both.attention[..half], &a.attention) <= 1e-5);
+        assert!(max_abs_diff(&both.attention[half..], &b.attention) <= 1e-5);
+    }
+    assert!(
+        max_abs_diff(&alone_first[0].attention, &alone_second[0].attention) > 1e-3,
+        "the two images must differ for the order to be tested"
+    );
+}
+
 #[test]
 fn preprocessing_matches_the_reference_processor() {
     let text = std::fs::read_to_string(fixture("preprocess/preprocessor_config.json")).unwrap();
