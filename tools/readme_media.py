@@ -23,7 +23,8 @@ BIN = os.path.join(ROOT, "target", "release", "swin-rollout")
 PREVIEW = os.path.join(ROOT, "target", "release", "examples", "render_preview")
 DOCS = os.path.join(ROOT, "docs")
 SCENE = os.path.join(ROOT, "assets", "scenes", "scene_0.png")
-MODEL = os.path.join(ROOT, "assets", "model")
+# Relative, run from ROOT: the frames print the model's path in their header.
+MODEL = os.path.join("assets", "model")
 
 # render_preview's file → the README's file.
 KEY_FRAMES = {
@@ -35,7 +36,7 @@ KEY_FRAMES = {
 
 def run(*args):
     print("+", " ".join(args), flush=True)
-    subprocess.run(args, check=True)
+    subprocess.run(args, check=True, cwd=ROOT)
 
 
 def gif(frames_dir, out, size=540, every=3, fps=10):
