@@ -60,34 +60,29 @@ impl Ctx<'_> {
 
     /// Draws a panel's note (if it is not empty) `gap` pixels below `above`, left-aligned.
     pub fn draw_note(&self, img: &mut RgbImage, above: Rect, gap: f32, note: &Format, vars: &Vars) {
-        if note.is_empty() {
-            return;
-        }
-        let s = note.render(vars);
-        self.text.draw_top(
-            img,
-            &s,
-            above.x as f32,
-            above.bottom() as f32 + gap,
-            Align::Left,
-            &self.tick(),
-        );
+        let (x, y) = (above.x as f32, above.bottom() as f32 + gap);
+        self.draw_line(img, note, vars, (x, y), &self.tick());
     }
 
     /// Draws a panel title (if it is not empty) on the first row of `place`.
     pub fn draw_title(&self, img: &mut RgbImage, place: Rect, title: &Format, vars: &Vars) {
-        if title.is_empty() {
-            return;
+        let (x, y) = (place.x as f32, place.y as f32);
+        self.draw_line(img, title, vars, (x, y), &self.label());
+    }
+
+    /// One left-aligned line of template text with its top at `(x, y)`; nothing if it is empty.
+    fn draw_line(
+        &self,
+        img: &mut RgbImage,
+        text: &Format,
+        vars: &Vars,
+        (x, y): (f32, f32),
+        style: &Style,
+    ) {
+        if !text.is_empty() {
+            self.text
+                .draw_top(img, &text.render(vars), x, y, Align::Left, style);
         }
-        let s = title.render(vars);
-        self.text.draw_top(
-            img,
-            &s,
-            place.x as f32,
-            place.y as f32,
-            Align::Left,
-            &self.label(),
-        );
     }
 }
 
