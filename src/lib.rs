@@ -1,7 +1,7 @@
 //! swin-rollout: run a Swin Transformer, record every block's window attention, and compute a
 //! window-aware attention rollout from it.
 //!
-//! Data flows one way: image → [`preprocess`] → [`model`] → [`trace`] → [`rollout`] →
+//! Data flows one way: image → [`preprocess`] → [`model`] → [`trace`] → [`rollout`] / [`relevance`] →
 //! [`export`] (and frames → encoder). [`geometry`] describes windows for all of them.
 
 #![warn(missing_docs)]
@@ -17,6 +17,7 @@ pub mod model;
 pub mod npz;
 pub mod output;
 pub mod preprocess;
+pub mod relevance;
 pub mod render;
 pub mod rollout;
 pub mod scene;
@@ -25,5 +26,6 @@ pub mod trace;
 pub use error::{Error, Result};
 pub use geometry::Geometry;
 pub use model::{Model, ModelSource};
+pub use relevance::{Relevance, RelevanceMap};
 pub use rollout::{HeadFusion, Map, PairMap, Rollout, RolloutOptions, SparseAttention};
-pub use trace::{BlockTrace, Trace};
+pub use trace::{AttentionGradients, BlockTrace, Trace};

@@ -37,3 +37,14 @@ pub struct Trace {
     /// Every block in forward order.
     pub blocks: Vec<BlockTrace>,
 }
+
+/// The gradient of one class's logit with respect to every block's attention probabilities:
+/// what makes an explanation specific to that class.
+#[derive(Debug, Clone)]
+pub struct AttentionGradients {
+    /// The class whose (pre-softmax) logit was differentiated.
+    pub target: usize,
+    /// ∂y_target/∂A for every block in forward order, each laid out as that block's
+    /// [`BlockTrace::attention`] (`[windows, heads, M², M²]`).
+    pub blocks: Vec<Vec<f32>>,
+}

@@ -3,124 +3,12 @@
 
 use std::path::Path;
 
+mod common;
+
+use common::*;
 use swin_rollout::{BlockTrace, Geometry, HeadFusion, Map, Rollout, RolloutOptions, Trace};
 
 const TOL: f64 = 1e-6;
-
-// ---------------------------------------------------------------------------------------------
-// Synthetic traces
-
-/// splitmix64: a tiny deterministic generator, enough for random attention.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// A small Swin-like model: grid, configured window, blocks and heads per stage.
-#[derive(Clone, Copy)]
-struct Config {
-    height: usize,
-    width: usize,
-    window: usize,
-    depths: &'static [usize],
-    heads: &'static [usize],
-    shift: bool,
-}
-
-fn geometries(cfg: &Config) -> Vec<Geometry> {
-    let (mut h, mut w) = (cfg.height, cfg.width);
-    let mut out = Vec::new();
-    for (stage, &depth) in cfg.depths.iter().enumerate() {
-        for block in 0..depth {
-            let shift = if cfg.shift && block % 2 == 1 {
-                cfg.window / 2
-            } else {
-                0
-            };
-            out.push(Geometry::new(stage, block, h, w, cfg.window, shift));
-        }
-        h = h.div_ceil(2);
-        w = w.div_ceil(2);
-    }
-    out
-}
-
-/// Random attention: every row of every head is positive and sums to 1 over all M² places,
-/// padding included (the model does not mask padding).
-fn random_trace(cfg: &Config, seed: u64) -> Trace {
-    let mut rng = Rng(seed);
-    let blocks = geometries(cfg)
-        .into_iter()
-        .map(|g| {
-            let heads = cfg.heads[g.stage];
-            let area = g.window_area();
-            let mut attention = Vec::with_capacity(g.windows() * heads * area * area);
-            for _ in 0..g.windows() * heads * area {
-                let row: Vec<f64> = (0..area).map(|_| (4.0 * rng.next_f64()).exp()).collect();
-                let sum: f64 = row.iter().sum();
-                attention.extend(row.iter().map(|v| (v / sum) as f32));
-            }
-            BlockTrace {
-                geometry: g,
-                heads,
-                attention,
-            }
-        })
-        .collect();
-    Trace {
-        pixel_values: Vec::new(),
-        image_size: (0, 0),
-        logits: Vec::new(),
-        blocks,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The dense reference, in f64, built from first principles
-
-type Dense = Vec<Vec<f64>>;
-
-/// Token (raster index) at every window place, found by materializing the padded grid,
-/// rotating it as `torch.roll(-s)` does and cutting it into windows.
-fn reference_places(g: &Geometry, shift: usize) -> Vec<Vec<Option<usize>>> {
-    let (hp, wp, m) = (g.padded_height, g.padded_width, g.window);
-    let mut grid: Vec<Vec<Option<usize>>> = (0..hp)
-        .map(|y| {
-            (0..wp)
-                .map(|x| (y < g.height && x < g.width).then_some(y * g.width + x))
-                .collect()
-        })
-        .collect();
-    grid.rotate_left(shift % hp);
-    for row in &mut grid {
-        row.rotate_left(shift % wp);
-    }
-    let mut windows = Vec::new();
-    for wr in 0..hp / m {
-        for wc in 0..wp / m {
-            let mut places = Vec::new();
-            for r in 0..m {
-                for c in 0..m {
-                    places.push(grid[wr * m + r][wc * m + c]);
-                }
-            }
-            windows.push(places);
-        }
-    }
-    windows
-}
 
 fn reference_matrix(block: &BlockTrace, opts: &RolloutOptions, naive: bool) -> Dense {
     let g = block.geometry;
@@ -167,49 +55,6 @@ fn reference_matrix(block: &BlockTrace, opts: &RolloutOptions, naive: bool) -> D
         }
     }
     a
-}
-
-/// P: each merged token averages its real children.
-fn reference_merge(h: usize, w: usize) -> Dense {
-    let (h2, w2) = (h.div_ceil(2), w.div_ceil(2));
-    let mut p = vec![vec![0.0; h * w]; h2 * w2];
-    for y in 0..h2 {
-        for x in 0..w2 {
-            let kids: Vec<usize> = [(0, 0), (1, 0), (0, 1), (1, 1)]
-                .iter()
-                .map(|(dy, dx)| (2 * y + dy, 2 * x + dx))
-                .filter(|&(cy, cx)| cy < h && cx < w)
-                .map(|(cy, cx)| cy * w + cx)
-                .collect();
-            for &c in &kids {
-                p[y * w2 + x][c] = 1.0 / kids.len() as f64;
-            }
-        }
-    }
-    p
-}
-
-fn matmul(a: &Dense, b: &Dense) -> Dense {
-    let cols = b[0].len();
-    a.iter()
-        .map(|row| {
-            let mut out = vec![0.0; cols];
-            for (k, &x) in row.iter().enumerate() {
-                if x != 0.0 {
-                    for (o, &y) in out.iter_mut().zip(&b[k]) {
-                        *o += x * y;
-                    }
-                }
-            }
-            out
-        })
-        .collect()
-}
-
-fn identity(n: usize) -> Dense {
-    (0..n)
-        .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
-        .collect()
 }
 
 /// Mean of the rows, normalized to sum 1.
@@ -367,87 +212,6 @@ fn check_against_reference(cfg: &Config, opts: &RolloutOptions, seed: u64) {
         );
     }
 }
-
-const CONFIGS: &[Config] = &[
-    // Shift wraps; second stage keeps windows of 2 with shift 1; third is clamped.
-    Config {
-        height: 8,
-        width: 8,
-        window: 2,
-        depths: &[2, 2, 2],
-        heads: &[1, 2, 3],
-        shift: true,
-    },
-    Config {
-        height: 8,
-        width: 8,
-        window: 4,
-        depths: &[2, 2],
-        heads: &[2, 4],
-        shift: true,
-    },
-    Config {
-        height: 12,
-        width: 12,
-        window: 3,
-        depths: &[2, 2, 2],
-        heads: &[2, 3, 4],
-        shift: true,
-    },
-    // Second stage 6×6 pads to 8×8.
-    Config {
-        height: 12,
-        width: 12,
-        window: 4,
-        depths: &[2, 2],
-        heads: &[3, 2],
-        shift: true,
-    },
-    // Padding in every stage but the clamped last one.
-    Config {
-        height: 10,
-        width: 10,
-        window: 4,
-        depths: &[2, 2, 2],
-        heads: &[2, 2, 2],
-        shift: true,
-    },
-    // Odd sizes: 7×9 → 4×5 → 2×3 (clamped to window 2, padded to 2×4).
-    Config {
-        height: 7,
-        width: 9,
-        window: 3,
-        depths: &[2, 2, 2],
-        heads: &[1, 2, 2],
-        shift: true,
-    },
-    Config {
-        height: 8,
-        width: 8,
-        window: 2,
-        depths: &[2, 2],
-        heads: &[2, 2],
-        shift: false,
-    },
-    // An odd number of blocks: the third has no pair.
-    Config {
-        height: 8,
-        width: 8,
-        window: 3,
-        depths: &[3],
-        heads: &[2],
-        shift: true,
-    },
-    // One block per stage: a merge after every block, no pairs.
-    Config {
-        height: 7,
-        width: 9,
-        window: 3,
-        depths: &[1, 1, 1],
-        heads: &[2, 2, 2],
-        shift: true,
-    },
-];
 
 #[test]
 fn matches_dense_reference_with_default_options() {

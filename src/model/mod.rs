@@ -18,7 +18,7 @@ use candle_core::{Device, Tensor};
 
 use crate::error::Result;
 use crate::preprocess::Preprocessor;
-use crate::trace::Trace;
+use crate::trace::{AttentionGradients, Trace};
 
 /// A ready-to-run classifier: the network, its labels and its preprocessing.
 #[derive(Debug)]
@@ -64,6 +64,26 @@ impl Model {
             logits,
             blocks,
         })
+    }
+
+    /// Runs one preprocessed image (`[3, H, W]` row-major) forward and back: every block's
+    /// trace and the gradient of class `target`'s logit (the most probable class when `None`)
+    /// with respect to every block's attention.
+    pub fn trace_pixels_with_gradients(
+        &self,
+        pixel_values: Vec<f32>,
+        target: Option<usize>,
+    ) -> Result<(Trace, AttentionGradients)> {
+        let (h, w) = self.preprocessor.size;
+        let pixels = Tensor::from_vec(pixel_values.clone(), (1, 3, h, w), &Device::Cpu)?;
+        let (logits, blocks, gradients) = self.swin.trace_with_gradients(&pixels, target)?;
+        let trace = Trace {
+            pixel_values,
+            image_size: (h, w),
+            logits,
+            blocks,
+        };
+        Ok((trace, gradients))
     }
 
     /// Reads, preprocesses and runs an image file, recording every block.

@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 use crate::trace::BlockTrace;
 
+mod backward;
+
 /// `nn.LayerNorm`'s default epsilon, which the reference uses for the patch-embedding and
 /// patch-merging norms whatever `layer_norm_eps` says.
 const TORCH_LAYER_NORM_EPS: f64 = 1e-5;
@@ -195,13 +197,14 @@ impl WindowAttention {
     }
 
     /// `windows`: `[B·nW, m², C]`; `mask`: `[nW, m², m²]` for shifted blocks.
-    /// Returns the attended tokens and the probabilities `[B·nW, heads, m², m²]`, row-major.
+    /// Returns the attended tokens, the probabilities `[B·nW, heads, m², m²]` (row-major) and
+    /// the projected queries, keys and values (which the backward pass reads).
     fn forward(
         &self,
         windows: &Tensor,
         m: usize,
         mask: Option<&Tensor>,
-    ) -> Result<(Tensor, Vec<f32>)> {
+    ) -> Result<(Tensor, Vec<f32>, Tensor)> {
         let (bw, n, _) = windows.dims3()?;
         let qkv = self.qkv.forward(windows)?;
         let bias = self.position_bias(m)?;
@@ -216,7 +219,7 @@ impl WindowAttention {
                 head_dim: self.head_dim,
             },
         )?;
-        Ok((self.output.forward(&out)?, probs))
+        Ok((self.output.forward(&out)?, probs, qkv))
     }
 }
 
@@ -246,8 +249,14 @@ impl Block {
         })
     }
 
-    /// `x`: `[B, H·W, C]` → same shape, and the attention probabilities.
-    fn forward(&self, x: &Tensor, g: &Geometry) -> Result<(Tensor, Vec<f32>)> {
+    /// `x`: `[B, H·W, C]` → same shape, and the attention probabilities; with `save`, also what
+    /// the backward pass needs.
+    fn forward(
+        &self,
+        x: &Tensor,
+        g: &Geometry,
+        save: bool,
+    ) -> Result<(Tensor, Vec<f32>, Option<BlockSaved>)> {
         let (b, tokens, c) = x.dims3()?;
         // Padding, cyclic shift and window partition are one gather through the geometry's
         // index image (the same map the rollout uses), and its inverse puts tokens back.
@@ -266,21 +275,40 @@ impl Block {
         } else {
             None
         };
-        let (attended, probs) = self.attention.forward(&windows, g.window, mask.as_ref())?;
+        let (attended, probs, qkv) = self.attention.forward(&windows, g.window, mask.as_ref())?;
         let y = attended
             .reshape((b * g.windows() * g.window_area(), c))?
             .index_select(&partition.scatter, 0)?
             .reshape((b, tokens, c))?;
-        let x = (x + y)?;
-        let y = self.norm_after.forward(&x)?;
-        let y = self.fc1.forward(&y)?;
+        let mid = (x + y)?;
+        let y = self.norm_after.forward(&mid)?;
+        let hidden = self.fc1.forward(&y)?;
         let y = match self.activation {
-            Activation::Gelu => kernels::gelu(&y)?,
-            other => other.forward(&y)?,
+            Activation::Gelu => kernels::gelu(&hidden)?,
+            other => other.forward(&hidden)?,
         };
         let y = self.fc2.forward(&y)?;
-        Ok(((x + y)?, probs))
+        let out = (&mid + y)?;
+        let saved = save.then(|| BlockSaved {
+            input: x.clone(),
+            qkv,
+            mid,
+            hidden,
+        });
+        Ok((out, probs, saved))
     }
+}
+
+/// What a block's backward pass reads from its forward pass (tensors shared, not copied).
+struct BlockSaved {
+    /// The block's input `[1, H·W, C]`.
+    input: Tensor,
+    /// The fused projection's output `[nW, M², 3·C]`.
+    qkv: Tensor,
+    /// The input plus the attention branch `[1, H·W, C]`.
+    mid: Tensor,
+    /// The MLP's pre-activation `[1, H·W, hidden]`.
+    hidden: Tensor,
 }
 
 /// Row indices that cut a batch of `[B·H·W, C]` token rows into windows and back.
@@ -364,7 +392,8 @@ impl PatchMerging {
         })
     }
 
-    fn forward(&self, x: &Tensor, (h, w): (usize, usize)) -> Result<Tensor> {
+    /// `[B, h·w, C]` → `[B, ⌈h/2⌉·⌈w/2⌉, 4·C]`, each merged token's children side by side.
+    fn concat(x: &Tensor, (h, w): (usize, usize)) -> Result<Tensor> {
         let (b, _, c) = x.dims3()?;
         let x = x
             .reshape((b, h, w, c))?
@@ -372,12 +401,20 @@ impl PatchMerging {
             .pad_with_zeros(2, 0, w % 2)?;
         let (h2, w2) = (h.div_ceil(2), w.div_ceil(2));
         // [B, h2, row, w2, col, C] → [B, h2, w2, col, row, C]: children ordered col-major.
-        let x = x
-            .reshape((b, h2, 2, w2, 2, c))?
+        Ok(x.reshape((b, h2, 2, w2, 2, c))?
             .permute((0, 1, 3, 4, 2, 5))?
-            .reshape((b, h2 * w2, 4 * c))?;
-        self.reduction.forward(&self.norm.forward(&x)?)
+            .reshape((b, h2 * w2, 4 * c))?)
     }
+}
+
+/// What a forward pass keeps for the backward pass, in forward order.
+#[derive(Default)]
+struct Tape {
+    blocks: Vec<BlockSaved>,
+    /// The input of every patch merge, its children concatenated `[1, N, 4·C]`.
+    merges: Vec<Tensor>,
+    /// The last stage's output, before the final norm.
+    last: Option<Tensor>,
 }
 
 #[derive(Debug)]
@@ -443,6 +480,11 @@ impl Swin {
     /// Runs `pixels` (`[B, C, H, W]`, preprocessed) through the network; with `record`, keeps
     /// every block's attention probabilities.
     pub fn forward(&self, pixels: &Tensor, record: bool) -> Result<Forward> {
+        self.run(pixels, record, None)
+    }
+
+    /// [`Swin::forward`], keeping on `tape` what the backward pass needs.
+    fn run(&self, pixels: &Tensor, record: bool, mut tape: Option<&mut Tape>) -> Result<Forward> {
         let pixels = pixels.to_dtype(DType::F32)?;
         let (_, _, height, width) = pixels.dims4()?;
         let geometries = self.config.geometries(height, width);
@@ -454,8 +496,11 @@ impl Swin {
                 let g = geometry
                     .next()
                     .ok_or_else(|| Error::Model("config and weights disagree on depth".into()))?;
-                let (y, probs) = block.forward(&x, g)?;
+                let (y, probs, saved) = block.forward(&x, g, tape.is_some())?;
                 x = y;
+                if let (Some(tape), Some(saved)) = (tape.as_deref_mut(), saved) {
+                    tape.blocks.push(saved);
+                }
                 if record {
                     attentions.push(BlockTrace {
                         geometry: *g,
@@ -465,9 +510,16 @@ impl Swin {
                 }
             }
             if let Some(merge) = &stage.downsample {
-                x = merge.forward(&x, grid)?;
+                let concat = PatchMerging::concat(&x, grid)?;
+                x = merge.reduction.forward(&merge.norm.forward(&concat)?)?;
+                if let Some(tape) = tape.as_deref_mut() {
+                    tape.merges.push(concat);
+                }
                 grid = (grid.0.div_ceil(2), grid.1.div_ceil(2));
             }
+        }
+        if let Some(tape) = tape {
+            tape.last = Some(x.clone());
         }
         let pooled = self.norm.forward(&x)?.mean(1)?;
         let logits = self.classifier.forward(&pooled)?;

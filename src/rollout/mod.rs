@@ -17,6 +17,8 @@ mod sparse;
 pub use options::{HeadFusion, RolloutOptions};
 pub use sparse::SparseAttention;
 
+pub(crate) use sparse::check_block;
+
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -103,38 +105,7 @@ impl Rollout {
         let first = trace.blocks.first().ok_or_else(|| {
             Error::InvalidArgument("invalid trace: it holds no blocks to roll out".into())
         })?;
-        let mut merges = vec![None];
-        for (k, pair) in trace.blocks.windows(2).enumerate() {
-            let (prev, cur) = (&pair[0].geometry, &pair[1].geometry);
-            let expected = if cur.stage == prev.stage {
-                merges.push(None);
-                (prev.height, prev.width)
-            } else if cur.stage == prev.stage + 1 {
-                merges.push(Some(prev.merge_children()));
-                prev.merged_size()
-            } else {
-                return Err(Error::InvalidArgument(format!(
-                    "invalid trace: block {} is in stage {} right after a block of stage {}; \
-                     stages must follow each other",
-                    k + 1,
-                    cur.stage,
-                    prev.stage
-                )));
-            };
-            if (cur.height, cur.width) != expected {
-                return Err(Error::InvalidArgument(format!(
-                    "invalid trace: block {} has a {}×{} grid where {}×{} was expected after \
-                     the {}×{} grid of the block before it",
-                    k + 1,
-                    cur.height,
-                    cur.width,
-                    expected.0,
-                    expected.1,
-                    prev.height,
-                    prev.width
-                )));
-            }
-        }
+        let merges = stage_merges(trace)?;
         let blocks = trace
             .blocks
             .iter()
@@ -292,17 +263,7 @@ impl Rollout {
     fn step_back(&self, v: Vec<f64>, k: usize, naive: bool) -> Vec<f64> {
         let v = self.matrix(k, naive).vec_mul(&v);
         match &self.merges[k] {
-            Some(children) => {
-                let mut prev = vec![0f64; self.blocks[k - 1].tokens()];
-                for (&x, kids) in v.iter().zip(children) {
-                    let real = kids.iter().filter(|&&c| c != Geometry::PADDING);
-                    let share = x / real.clone().count() as f64;
-                    for &c in real {
-                        prev[c as usize] += share;
-                    }
-                }
-                prev
-            }
+            Some(children) => merge_back(&v, children, self.blocks[k - 1].tokens()),
             None => v,
         }
     }
@@ -335,6 +296,59 @@ impl Rollout {
         }
         cur
     }
+}
+
+/// For every block of `trace`, the merge children when it starts a new stage (applied before
+/// its attention), after checking that blocks and stages follow each other: the same grid
+/// within a stage, ⌈H/2⌉×⌈W/2⌉ in the next one.
+pub(crate) fn stage_merges(trace: &Trace) -> Result<Vec<Option<Vec<[u32; 4]>>>> {
+    let mut merges = vec![None];
+    for (k, pair) in trace.blocks.windows(2).enumerate() {
+        let (prev, cur) = (&pair[0].geometry, &pair[1].geometry);
+        let expected = if cur.stage == prev.stage {
+            merges.push(None);
+            (prev.height, prev.width)
+        } else if cur.stage == prev.stage + 1 {
+            merges.push(Some(prev.merge_children()));
+            prev.merged_size()
+        } else {
+            return Err(Error::InvalidArgument(format!(
+                "invalid trace: block {} is in stage {} right after a block of stage {}; \
+             stages must follow each other",
+                k + 1,
+                cur.stage,
+                prev.stage
+            )));
+        };
+        if (cur.height, cur.width) != expected {
+            return Err(Error::InvalidArgument(format!(
+                "invalid trace: block {} has a {}×{} grid where {}×{} was expected after \
+             the {}×{} grid of the block before it",
+                k + 1,
+                cur.height,
+                cur.width,
+                expected.0,
+                expected.1,
+                prev.height,
+                prev.width
+            )));
+        }
+    }
+    Ok(merges)
+}
+
+/// vᵀ·P: a row vector over merged tokens back onto the `tokens` of the stage before, each
+/// merged token's value shared equally among its real children.
+pub(crate) fn merge_back(v: &[f64], children: &[[u32; 4]], tokens: usize) -> Vec<f64> {
+    let mut prev = vec![0f64; tokens];
+    for (&x, kids) in v.iter().zip(children) {
+        let real = kids.iter().filter(|&&c| c != Geometry::PADDING);
+        let share = x / real.clone().count() as f64;
+        for &c in real {
+            prev[c as usize] += share;
+        }
+    }
+    prev
 }
 
 /// `out = P · rows`: each merged token's row is the mean of its real children's rows.

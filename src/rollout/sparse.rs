@@ -52,30 +52,60 @@ impl SparseAttention {
     pub fn from_block(block: &BlockTrace, options: &RolloutOptions, naive: bool) -> Result<Self> {
         options.validate()?;
         check_block(block)?;
-        let mut geometry = block.geometry;
+        let mut a = SparseAttention::placed(block.geometry, naive, Vec::new());
+        let area = a.geometry.window_area();
+        a.values = vec![0f32; a.index.len() * area];
+        a.values
+            .par_chunks_mut(area * area)
+            .zip(a.index.par_chunks(area))
+            .enumerate()
+            .for_each(|(w, (out, idx))| fill_window(block, w, idx, options, out));
+        Ok(a)
+    }
+
+    /// A matrix whose window blocks (`[windows, M², M²]`, rows = query places) were computed
+    /// elsewhere, placed through `geometry`'s index image (with `naive`, as if it had no shift).
+    /// Entries of padding places are zeroed; nothing is renormalized.
+    ///
+    /// # Panics
+    /// If `values` does not hold windows × M² × M² entries.
+    pub(crate) fn from_window_blocks(geometry: Geometry, values: Vec<f32>, naive: bool) -> Self {
+        let area = geometry.window_area();
+        assert_eq!(values.len(), geometry.windows() * area * area);
+        let mut a = SparseAttention::placed(geometry, naive, values);
+        a.values
+            .par_chunks_mut(area * area)
+            .zip(a.index.par_chunks(area))
+            .for_each(|(block, idx)| {
+                for (row, &q) in block.chunks_mut(area).zip(idx) {
+                    for (v, &k) in row.iter_mut().zip(idx) {
+                        if q == Geometry::PADDING || k == Geometry::PADDING {
+                            *v = 0.0;
+                        }
+                    }
+                }
+            });
+        a
+    }
+
+    /// The index image and token slots of `geometry` (unshifted with `naive`), around `values`.
+    fn placed(mut geometry: Geometry, naive: bool, values: Vec<f32>) -> Self {
         if naive {
             geometry.shift = 0;
         }
         let index = geometry.index_image();
-        let area = geometry.window_area();
         let mut slot = vec![Geometry::PADDING; geometry.tokens()];
         for (place, &t) in index.iter().enumerate() {
             if t != Geometry::PADDING {
                 slot[t as usize] = place as u32;
             }
         }
-        let mut values = vec![0f32; index.len() * area];
-        values
-            .par_chunks_mut(area * area)
-            .zip(index.par_chunks(area))
-            .enumerate()
-            .for_each(|(w, (out, idx))| fill_window(block, w, idx, options, out));
-        Ok(SparseAttention {
+        SparseAttention {
             geometry,
             index,
             slot,
             values,
-        })
+        }
     }
 
     /// The geometry the matrix was read with (shift 0 for a naive reading).
@@ -250,7 +280,7 @@ fn combine(out: &mut [f32], terms: &[(f32, usize)], inputs: &[&[f32]]) {
 }
 
 /// Rejects a block the rollout cannot read, naming what is wrong with it.
-fn check_block(block: &BlockTrace) -> Result<()> {
+pub(crate) fn check_block(block: &BlockTrace) -> Result<()> {
     let g = &block.geometry;
     let bad = |what: String| {
         Err(Error::InvalidArgument(format!(

@@ -52,8 +52,12 @@ macro_rules! simd_dispatch {
     };
 }
 
+mod backward;
+
+pub(crate) use backward::{gelu_backward, layer_norm_backward, window_attention_backward};
+
 /// The contiguous f32 data of a CPU tensor.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let (start, end) = layout
         .contiguous_offsets()
@@ -170,6 +174,9 @@ pub(crate) struct Dense {
     bias: Option<Vec<f32>>,
     inputs: usize,
     outputs: usize,
+    /// `W` itself (`[out, in]`), built on the first backward pass only: the orientation in
+    /// which `gemm` reads it without repacking for `dx = dy·W`.
+    weight: std::sync::OnceLock<Vec<f32>>,
 }
 
 impl Dense {
@@ -195,6 +202,7 @@ impl Dense {
             bias,
             inputs,
             outputs,
+            weight: std::sync::OnceLock::new(),
         })
     }
 

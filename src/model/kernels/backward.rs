@@ -1,0 +1,317 @@
+//! The backward kernels: gradients with respect to activations, never weights.
+//!
+//! An explanation needs ∂y_c/∂A for every block's attention A and nothing about the weights, so
+//! the backward pass is about one forward pass of work: `dx = dy·W` through each dense layer,
+//! the layer-norm and GELU derivatives, and window attention's backward, fused per window like
+//! its forward. Every reduction runs in a fixed order, so gradients are the same bits on every
+//! run and thread count.
+
+use rayon::prelude::*;
+
+use super::{erf, exp, AttentionShape, Dense, LANES};
+use crate::error::{Error, Result};
+
+impl Dense {
+    /// `dx = dy·W`: the gradient with respect to the input of a gradient `dy` `[rows, out]`
+    /// with respect to the output; `[rows, in]`.
+    pub(crate) fn backward_input(&self, dy: &[f32]) -> Result<Vec<f32>> {
+        let (k, o) = (self.inputs, self.outputs);
+        if o == 0 || dy.len() % o != 0 {
+            return Err(Error::Model(format!(
+                "a layer with {o} outputs got a gradient of {} values",
+                dy.len()
+            )));
+        }
+        let rows = dy.len() / o;
+        let weight = self.weight.get_or_init(|| {
+            let mut w = vec![0f32; o * k];
+            for (l, row) in self.weight_t.chunks(o).enumerate() {
+                for (i, &v) in row.iter().enumerate() {
+                    w[i * k + l] = v;
+                }
+            }
+            w
+        });
+        let mut dx = vec![0f32; rows * k];
+        let threads = rayon::current_num_threads();
+        let parallelism = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: dx is [rows, k], W [o, k] and dy [rows, o], all contiguous, and the strides
+        // stay inside them: dst(l, j) = dx[j·k + l], lhs(l, i) = W[i·k + l],
+        // rhs(i, j) = dy[j·o + i] for l < k, j < rows, i < o.
+        unsafe {
+            gemm::gemm(
+                k,
+                rows,
+                o,
+                dx.as_mut_ptr(),
+                k as isize,
+                1,
+                false,
+                weight.as_ptr(),
+                k as isize,
+                1,
+                dy.as_ptr(),
+                o as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+        Ok(dx)
+    }
+
+    /// Row `output` of `W`: the weights that make output `output` (for a classifier, the
+    /// gradient of that logit with respect to the layer's input).
+    pub(crate) fn weight_row(&self, output: usize) -> Option<Vec<f32>> {
+        (output < self.outputs).then(|| {
+            self.weight_t
+                .chunks(self.outputs)
+                .map(|row| row[output])
+                .collect()
+        })
+    }
+}
+
+/// The gradient with respect to the input `x` `[rows, dim]` of a layer norm with scale `gamma`,
+/// given the gradient `dy` with respect to its output:
+/// `dx = rstd·(g − mean(g) − x̂·mean(g·x̂))` with `g = dy·γ`, `x̂` the normalized input.
+/// Statistics are recomputed from `x` in f64.
+pub(crate) fn layer_norm_backward(x: &[f32], gamma: &[f32], eps: f64, dy: &[f32]) -> Vec<f32> {
+    let dim = gamma.len();
+    let mut dx = vec![0f32; x.len()];
+    if dim == 0 {
+        return dx;
+    }
+    dx.par_chunks_mut(dim)
+        .zip(x.par_chunks(dim).zip(dy.par_chunks(dim)))
+        .for_each(|(dx, (x, dy))| {
+            let n = dim as f64;
+            let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let var = x
+                .iter()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            let rstd = 1.0 / (var + eps).sqrt();
+            let (mut g_mean, mut gx_mean) = (0f64, 0f64);
+            for ((&xv, &d), &w) in x.iter().zip(dy).zip(gamma) {
+                let g = f64::from(d) * f64::from(w);
+                g_mean += g;
+                gx_mean += g * (f64::from(xv) - mean) * rstd;
+            }
+            g_mean /= n;
+            gx_mean /= n;
+            for (((o, &xv), &d), &w) in dx.iter_mut().zip(x).zip(dy).zip(gamma) {
+                let g = f64::from(d) * f64::from(w);
+                let xhat = (f64::from(xv) - mean) * rstd;
+                *o = (rstd * (g - g_mean - xhat * gx_mean)) as f32;
+            }
+        });
+    dx
+}
+
+/// d GELU(x)/dx of the exact GELU: Φ(x) + x·φ(x).
+#[inline(always)]
+fn gelu_derivative(x: f32) -> f32 {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)) + x * INV_SQRT_2PI * exp(-0.5 * x * x)
+}
+
+#[inline(always)]
+fn gelu_backward_inline(x: &[f32], dy: &mut [f32]) {
+    for (d, &v) in dy.iter_mut().zip(x) {
+        *d *= gelu_derivative(v);
+    }
+}
+
+simd_dispatch!(gelu_backward_slice => gelu_backward_inline(x: &[f32], dy: &mut [f32]));
+
+/// `dy ← dy·GELU'(x)`: the gradient through the exact GELU of the pre-activation `x`.
+pub(crate) fn gelu_backward(x: &[f32], dy: &mut [f32]) {
+    const CHUNK: usize = 16 * 1024;
+    dy.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(d, x)| gelu_backward_slice(x, d));
+}
+
+/// The backward of [`super::window_attention`].
+///
+/// `qkv` `[windows, tokens, 3·heads·head_dim]` and `probs` `[windows, heads, tokens, tokens]`
+/// as the forward made them, `d_out` the gradient with respect to its attended tokens
+/// `[windows, tokens, heads·head_dim]`. Returns ∂/∂probs (same layout as `probs`) and, with
+/// `input_gradient`, ∂/∂qkv (same layout as `qkv`): through the softmax
+/// (`dS = A·(dA − rowsum(dA·A))`) and the scaled product, the bias and mask having none.
+pub(crate) fn window_attention_backward(
+    qkv: &[f32],
+    probs: &[f32],
+    d_out: &[f32],
+    s: AttentionShape,
+    input_gradient: bool,
+) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+    let AttentionShape {
+        windows,
+        tokens: n,
+        heads,
+        head_dim: d,
+    } = s;
+    let c = heads * d;
+    if qkv.len() != windows * n * 3 * c
+        || probs.len() != windows * heads * n * n
+        || d_out.len() != windows * n * c
+    {
+        return Err(Error::Model(format!(
+            "window attention backward got {} qkv, {} probability and {} gradient values for {s:?}",
+            qkv.len(),
+            probs.len(),
+            d_out.len()
+        )));
+    }
+    let mut d_probs = vec![0f32; probs.len()];
+    let mut d_qkv = if input_gradient {
+        vec![0f32; qkv.len()]
+    } else {
+        Vec::new()
+    };
+    let jobs = d_probs
+        .par_chunks_mut(heads * n * n)
+        .zip(qkv.par_chunks(n * 3 * c))
+        .zip(probs.par_chunks(heads * n * n))
+        .zip(d_out.par_chunks(n * c));
+    let run = |scratch: &mut GradScratch,
+               (((d_probs, qkv), probs), d_out): (((&mut [f32], &[f32]), &[f32]), &[f32]),
+               d_qkv: Option<&mut [f32]>| {
+        attend_window_backward(GradWindow {
+            qkv,
+            probs,
+            d_out,
+            d_probs,
+            d_qkv,
+            shape: s,
+            scratch,
+        })
+    };
+    if input_gradient {
+        jobs.zip(d_qkv.par_chunks_mut(n * 3 * c)).for_each_init(
+            || GradScratch::new(s),
+            |scratch, (job, d_qkv)| run(scratch, job, Some(d_qkv)),
+        );
+        Ok((d_probs, Some(d_qkv)))
+    } else {
+        jobs.for_each_init(
+            || GradScratch::new(s),
+            |scratch, job| run(scratch, job, None),
+        );
+        Ok((d_probs, None))
+    }
+}
+
+/// One window's backward: inputs as in [`window_attention_backward`], restricted to the
+/// window; `d_probs` `[heads, n, n]` and `d_qkv` `[n, 3·c]` are written.
+struct GradWindow<'a> {
+    qkv: &'a [f32],
+    probs: &'a [f32],
+    d_out: &'a [f32],
+    d_probs: &'a mut [f32],
+    d_qkv: Option<&'a mut [f32]>,
+    shape: AttentionShape,
+    scratch: &'a mut GradScratch,
+}
+
+/// vᵀ `[d, np]` padded with zeros to whole vectors, and one row of dS; once per thread.
+struct GradScratch {
+    vt: Vec<f32>,
+    row: Vec<f32>,
+}
+
+impl GradScratch {
+    fn new(s: AttentionShape) -> GradScratch {
+        let np = s.tokens.div_ceil(LANES) * LANES;
+        GradScratch {
+            vt: vec![0f32; s.head_dim * np],
+            row: vec![0f32; np],
+        }
+    }
+}
+
+#[inline(always)]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+#[inline(always)]
+fn attend_window_backward_inline(window: GradWindow<'_>) {
+    let GradWindow {
+        qkv,
+        probs,
+        d_out,
+        d_probs,
+        mut d_qkv,
+        shape:
+            AttentionShape {
+                tokens: n,
+                heads,
+                head_dim: d,
+                ..
+            },
+        scratch: GradScratch { vt, row },
+    } = window;
+    let c = heads * d;
+    let scale = (d as f32).powf(-0.5);
+    let np = n.div_ceil(LANES) * LANES;
+    for h in 0..heads {
+        for j in 0..n {
+            let v = &qkv[j * 3 * c + 2 * c + h * d..j * 3 * c + 2 * c + (h + 1) * d];
+            for (t, &x) in v.iter().enumerate() {
+                vt[t * np + j] = x;
+            }
+        }
+        let probs = &probs[h * n * n..(h + 1) * n * n];
+        let d_probs = &mut d_probs[h * n * n..(h + 1) * n * n];
+        for i in 0..n {
+            let go = &d_out[i * c + h * d..i * c + (h + 1) * d];
+            // dA[i, j] = Σ_t dO[i, t]·v[j, t], a LANES-wide run of j at a time.
+            for (chunk, out) in row.chunks_exact_mut(LANES).enumerate() {
+                let mut acc = [0f32; LANES];
+                for (t, &g) in go.iter().enumerate() {
+                    let vr = &vt[t * np + chunk * LANES..t * np + (chunk + 1) * LANES];
+                    for (a, &v) in acc.iter_mut().zip(vr) {
+                        *a += g * v;
+                    }
+                }
+                out.copy_from_slice(&acc);
+            }
+            d_probs[i * n..(i + 1) * n].copy_from_slice(&row[..n]);
+        }
+        let Some(d_qkv) = d_qkv.as_deref_mut() else {
+            continue;
+        };
+        for i in 0..n {
+            let a = &probs[i * n..(i + 1) * n];
+            let da = &d_probs[i * n..(i + 1) * n];
+            let r: f32 = a.iter().zip(da).map(|(&a, &g)| a * g).sum();
+            let go = &d_out[i * c + h * d..i * c + (h + 1) * d];
+            let q = &qkv[i * 3 * c + h * d..i * 3 * c + (h + 1) * d];
+            for j in 0..n {
+                let (aij, ds) = (a[j], a[j] * (da[j] - r) * scale);
+                let (k_start, q_start) = (j * 3 * c + c + h * d, i * 3 * c + h * d);
+                let k = &qkv[k_start..k_start + d];
+                axpy(&mut d_qkv[q_start..q_start + d], ds, k);
+                axpy(&mut d_qkv[k_start..k_start + d], ds, q);
+                let v_start = j * 3 * c + 2 * c + h * d;
+                axpy(&mut d_qkv[v_start..v_start + d], aij, go);
+            }
+        }
+    }
+}
+
+simd_dispatch!(attend_window_backward => attend_window_backward_inline(window: GradWindow<'_>));

@@ -1,0 +1,394 @@
+//! The backward pass: ∂y_c/∂A for every block's attention A and one class logit y_c.
+//!
+//! It walks the network from the classifier back to the first block, carrying the gradient
+//! with respect to the token activations and nothing else (no weight gradients): through the
+//! head (classifier, mean pooling, final norm), every block's MLP and attention branches and
+//! every patch merge. At each block the gradient with respect to the attention probabilities
+//! falls out on the way, `dA = dO·Vᵀ` per window and head; the first block stops there.
+
+use candle_core::Tensor;
+use candle_nn::{Activation, LayerNorm};
+
+use super::{Block, BlockSaved, PatchMerging, Swin, Tape};
+use crate::error::{Error, Result};
+use crate::geometry::Geometry;
+use crate::model::kernels::{
+    gelu_backward, layer_norm_backward, window_attention_backward, AttentionShape,
+};
+use crate::trace::{AttentionGradients, BlockTrace};
+
+fn values(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// `dx` of a layer norm whose input was `x`, given `dy`.
+fn norm_backward(norm: &LayerNorm, x: &Tensor, dy: &[f32]) -> Result<Vec<f32>> {
+    let gamma = values(norm.weight())?;
+    Ok(layer_norm_backward(&values(x)?, &gamma, norm.eps(), dy))
+}
+
+fn add_assign(a: &mut [f32], b: &[f32]) {
+    for (a, &b) in a.iter_mut().zip(b) {
+        *a += b;
+    }
+}
+
+impl Swin {
+    /// Runs one image (`[C, H, W]` or `[1, C, H, W]`) forward and back: its logits, every
+    /// block's trace, and the gradient of logit `target` (the most probable class when `None`)
+    /// with respect to every block's attention probabilities.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a batch of more than one image or a target that is not a
+    /// class index; [`Error::Model`] for an MLP activation whose derivative is not
+    /// implemented (GELU and ReLU are).
+    pub fn trace_with_gradients(
+        &self,
+        pixels: &Tensor,
+        target: Option<usize>,
+    ) -> Result<(Vec<f32>, Vec<BlockTrace>, AttentionGradients)> {
+        let pixels = if pixels.rank() == 3 {
+            pixels.unsqueeze(0)?
+        } else {
+            pixels.clone()
+        };
+        if pixels.dim(0)? != 1 {
+            return Err(Error::InvalidArgument(
+                "gradients are taken one image at a time".into(),
+            ));
+        }
+        let mut tape = Tape::default();
+        let out = self.run(&pixels, true, Some(&mut tape))?;
+        let logits = values(&out.logits)?;
+        let target = match target {
+            Some(t) if t < logits.len() => t,
+            Some(t) => {
+                return Err(Error::InvalidArgument(format!(
+                    "class {t} is out of range: the model has {} classes (0–{})",
+                    logits.len(),
+                    logits.len().saturating_sub(1)
+                )))
+            }
+            None => argmax(&logits),
+        };
+        let blocks = self.backward(&tape, &out.attentions, target)?;
+        Ok((
+            logits,
+            out.attentions,
+            AttentionGradients { target, blocks },
+        ))
+    }
+
+    fn backward(&self, tape: &Tape, traces: &[BlockTrace], target: usize) -> Result<Vec<Vec<f32>>> {
+        let broken =
+            || Error::Model("the forward pass did not keep what the backward needs".into());
+        let last = tape.last.as_ref().ok_or_else(broken)?;
+        if tape.blocks.len() != traces.len() {
+            return Err(broken());
+        }
+        // y_c = W_c · mean_t(norm(x_t)) + b_c: every token's normed output gets W_c / T.
+        let w = self.classifier.weight_row(target).ok_or_else(broken)?;
+        let tokens = last.dim(1)?;
+        let share: Vec<f32> = w.iter().map(|&v| v / tokens as f32).collect();
+        let d_normed = share.repeat(tokens);
+        let mut dx = norm_backward(&self.norm, last, &d_normed)?;
+
+        let mut grads = vec![Vec::new(); traces.len()];
+        let mut k = traces.len();
+        let mut merges = tape.merges.len();
+        for stage in self.stages.iter().rev() {
+            if let Some(merge) = &stage.downsample {
+                merges = merges.checked_sub(1).ok_or_else(broken)?;
+                let before = traces.get(k.wrapping_sub(1)).ok_or_else(broken)?;
+                dx = merge.backward(&tape.merges[merges], &before.geometry, &dx)?;
+            }
+            for block in stage.blocks.iter().rev() {
+                k = k.checked_sub(1).ok_or_else(broken)?;
+                let (d_attention, d_input) =
+                    block.backward(&tape.blocks[k], &traces[k], &dx, k > 0)?;
+                grads[k] = d_attention;
+                if let Some(d) = d_input {
+                    dx = d;
+                }
+            }
+        }
+        Ok(grads)
+    }
+}
+
+/// The index of the largest logit (the first of equal ones).
+fn argmax(logits: &[f32]) -> usize {
+    logits
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+impl Block {
+    /// From the gradient with respect to the block's output (`[H·W, C]`) to the gradient with
+    /// respect to its attention probabilities and, with `input_gradient`, its input.
+    fn backward(
+        &self,
+        saved: &BlockSaved,
+        trace: &BlockTrace,
+        d_out: &[f32],
+        input_gradient: bool,
+    ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+        let g = &trace.geometry;
+        // MLP branch: out = mid + fc2(act(fc1(norm_after(mid)))).
+        let mut d_hidden = self.fc2.backward_input(d_out)?;
+        let hidden = values(&saved.hidden)?;
+        match self.activation {
+            Activation::Gelu => gelu_backward(&hidden, &mut d_hidden),
+            Activation::Relu => {
+                for (d, &h) in d_hidden.iter_mut().zip(&hidden) {
+                    if h <= 0.0 {
+                        *d = 0.0;
+                    }
+                }
+            }
+            other => {
+                return Err(Error::Model(format!(
+                    "class-specific explanations need the MLP activation's derivative, which is \
+                     implemented for gelu and relu, not {other:?}"
+                )))
+            }
+        }
+        let d_normed = self.fc1.backward_input(&d_hidden)?;
+        let mut d_mid = norm_backward(&self.norm_after, &saved.mid, &d_normed)?;
+        add_assign(&mut d_mid, d_out);
+
+        // Attention branch: mid = input + unpartition(output(attention(qkv(partition(norm))))).
+        let c = d_mid.len() / g.tokens().max(1);
+        let image = g.index_image();
+        let mut d_attended = vec![0f32; image.len() * c];
+        for (place, &t) in image.iter().enumerate() {
+            if t != Geometry::PADDING {
+                let t = t as usize;
+                d_attended[place * c..(place + 1) * c].copy_from_slice(&d_mid[t * c..(t + 1) * c]);
+            }
+        }
+        let d_heads = self.attention.output.backward_input(&d_attended)?;
+        let shape = AttentionShape {
+            windows: g.windows(),
+            tokens: g.window_area(),
+            heads: self.attention.heads,
+            head_dim: self.attention.head_dim,
+        };
+        let qkv = values(&saved.qkv)?;
+        let (d_probs, d_qkv) =
+            window_attention_backward(&qkv, &trace.attention, &d_heads, shape, input_gradient)?;
+        let Some(d_qkv) = d_qkv else {
+            return Ok((d_probs, None));
+        };
+        let d_windows = self.attention.qkv.backward_input(&d_qkv)?;
+        let mut d_normed = vec![0f32; d_mid.len()];
+        for (place, &t) in image.iter().enumerate() {
+            if t != Geometry::PADDING {
+                let t = t as usize;
+                d_normed[t * c..(t + 1) * c]
+                    .copy_from_slice(&d_windows[place * c..(place + 1) * c]);
+            }
+        }
+        let mut d_input = norm_backward(&self.norm_before, &saved.input, &d_normed)?;
+        add_assign(&mut d_input, &d_mid);
+        Ok((d_probs, Some(d_input)))
+    }
+}
+
+impl PatchMerging {
+    /// From the gradient with respect to the merged tokens to the gradient with respect to the
+    /// tokens of the grid `before` describes; `concat` is the merge's saved input.
+    fn backward(&self, concat: &Tensor, before: &Geometry, d_merged: &[f32]) -> Result<Vec<f32>> {
+        let d_normed = self.reduction.backward_input(d_merged)?;
+        let d_concat = norm_backward(&self.norm, concat, &d_normed)?;
+        let children = before.merge_children();
+        let c4 = d_concat.len() / children.len().max(1);
+        let c = c4 / 4;
+        let mut dx = vec![0f32; before.tokens() * c];
+        for (merged, kids) in children.iter().enumerate() {
+            for (slot, &kid) in kids.iter().enumerate() {
+                if kid != Geometry::PADDING {
+                    let (kid, from) = (kid as usize, merged * c4 + slot * c);
+                    dx[kid * c..(kid + 1) * c].copy_from_slice(&d_concat[from..from + c]);
+                }
+            }
+        }
+        Ok(dx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Module, Tensor};
+
+    use super::*;
+    use crate::model::{Checkpoint, Config};
+
+    /// 40×40 pixels, patch 4: grids 10 → 5 → 3. Stages 0 and 1 pad (window 4 on 10 and 5) and
+    /// shift by 2, both merges are odd, and stage 2 clamps its window to 3.
+    fn tiny() -> (Swin, Tensor) {
+        let mut c = Config::swin_tiny(5);
+        c.image_size = (40, 40);
+        c.embed_dim = 8;
+        c.depths = vec![2, 2, 1];
+        c.num_heads = vec![1, 2, 2];
+        c.window_size = 4;
+        c.mlp_ratio = 2.0;
+        let swin = Swin::load(&Checkpoint::random(&c, 7).unwrap(), c).unwrap();
+        let pixels: Vec<f32> = (0..3 * 40 * 40)
+            .map(|i| ((i as f32) * 0.37).sin())
+            .collect();
+        let pixels = Tensor::from_vec(pixels, (1, 3, 40, 40), &Device::Cpu).unwrap();
+        (swin, pixels)
+    }
+
+    /// A deterministic direction in [−1, 1]^n.
+    fn direction(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Logit `target` when block `at`'s attention probabilities are A + δ·r: the change of
+    /// A·V, (δ·r)·V, goes through the output projection (without its bias) into the residual
+    /// stream, and the block's MLP and everything after it run on that.
+    fn logit_with_attention_moved(
+        swin: &Swin,
+        pixels: &Tensor,
+        at: usize,
+        r: &[f32],
+        delta: f32,
+        target: usize,
+    ) -> f64 {
+        let (_, _, height, width) = pixels.dims4().unwrap();
+        let geometries = swin.config.geometries(height, width);
+        let (mut x, mut grid) = swin.embedding.forward(pixels).unwrap();
+        let mut k = 0;
+        for stage in &swin.stages {
+            for block in &stage.blocks {
+                let g = &geometries[k];
+                let (y, probs, saved) = block.forward(&x, g, true).unwrap();
+                x = if k == at {
+                    let saved = saved.unwrap();
+                    let qkv = values(&saved.qkv).unwrap();
+                    let (heads, d) = (block.attention.heads, block.attention.head_dim);
+                    let (n, c) = (g.window_area(), heads * d);
+                    let mut moved = vec![0f32; g.windows() * n * c];
+                    for w in 0..g.windows() {
+                        for h in 0..heads {
+                            for i in 0..n {
+                                for j in 0..n {
+                                    let e = delta * r[((w * heads + h) * n + i) * n + j];
+                                    let v = &qkv[(w * n + j) * 3 * c + 2 * c + h * d..][..d];
+                                    let o = &mut moved[(w * n + i) * c + h * d..][..d];
+                                    for (o, &v) in o.iter_mut().zip(v) {
+                                        *o += e * v;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let zeros =
+                        Tensor::zeros((g.windows() * n, c), candle_core::DType::F32, &Device::Cpu)
+                            .unwrap();
+                    let moved =
+                        Tensor::from_vec(moved, (g.windows() * n, c), &Device::Cpu).unwrap();
+                    let projected = values(
+                        &(block.attention.output.forward(&moved).unwrap()
+                            - block.attention.output.forward(&zeros).unwrap())
+                        .unwrap(),
+                    )
+                    .unwrap();
+                    let mut mid = values(&saved.mid).unwrap();
+                    for (place, &t) in g.index_image().iter().enumerate() {
+                        if t != Geometry::PADDING {
+                            let t = t as usize;
+                            add_assign(
+                                &mut mid[t * c..(t + 1) * c],
+                                &projected[place * c..(place + 1) * c],
+                            );
+                        }
+                    }
+                    let mid = Tensor::from_vec(mid, saved.mid.shape(), &Device::Cpu).unwrap();
+                    let hidden = block
+                        .fc1
+                        .forward(&block.norm_after.forward(&mid).unwrap())
+                        .unwrap();
+                    let act = crate::model::kernels::gelu(&hidden).unwrap();
+                    (&mid + block.fc2.forward(&act).unwrap()).unwrap()
+                } else {
+                    drop(probs);
+                    y
+                };
+                k += 1;
+            }
+            if let Some(merge) = &stage.downsample {
+                let concat = PatchMerging::concat(&x, grid).unwrap();
+                x = merge
+                    .reduction
+                    .forward(&merge.norm.forward(&concat).unwrap())
+                    .unwrap();
+                grid = (grid.0.div_ceil(2), grid.1.div_ceil(2));
+            }
+        }
+        let pooled = swin.norm.forward(&x).unwrap().mean(1).unwrap();
+        let logits = values(&swin.classifier.forward(&pooled).unwrap()).unwrap();
+        f64::from(logits[target])
+    }
+
+    #[test]
+    fn attention_gradients_match_finite_differences() {
+        let (swin, pixels) = tiny();
+        for target in [None, Some(3)] {
+            let (logits, traces, grads) = swin.trace_with_gradients(&pixels, target).unwrap();
+            let want = target.unwrap_or_else(|| argmax(&logits));
+            assert_eq!(grads.target, want, "the default target is the argmax");
+            let target = grads.target;
+            for (k, g) in grads.blocks.iter().enumerate() {
+                assert_eq!(g.len(), traces[k].attention.len());
+                let r = direction(g.len(), 11 + k as u64);
+                let predicted: f64 = g.iter().zip(&r).map(|(&g, &r)| f64::from(g * r)).sum();
+                let scale: f64 = g
+                    .iter()
+                    .zip(&r)
+                    .map(|(&g, &r)| f64::from((g * r).abs()))
+                    .sum();
+                let delta = 1e-2;
+                let up = logit_with_attention_moved(&swin, &pixels, k, &r, delta, target);
+                let down = logit_with_attention_moved(&swin, &pixels, k, &r, -delta, target);
+                let measured = (up - down) / (2.0 * f64::from(delta));
+                assert!(
+                    (measured - predicted).abs() <= 2e-3 * scale + 1e-4,
+                    "block {k}: finite difference {measured}, gradient {predicted} (scale {scale})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_out_of_range_class_is_refused() {
+        let (swin, pixels) = tiny();
+        let err = swin
+            .trace_with_gradients(&pixels, Some(5))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("class 5 is out of range") && err.contains("5 classes"),
+            "{err}"
+        );
+    }
+}
