@@ -13,6 +13,7 @@ demo: setup
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) check --lib --no-default-features
 
 test: lint
 	$(CARGO) test --all-targets

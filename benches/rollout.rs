@@ -7,18 +7,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rayon::prelude::*;
 use swin_rollout::{BlockTrace, Geometry, Rollout, RolloutOptions, Trace};
 
-/// splitmix64, so the bench needs no extra crates.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f32(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
+use swin_rollout::rng::SplitMix64 as Rng;
 
 fn swin_tiny_trace() -> Trace {
     let mut rng = Rng(42);

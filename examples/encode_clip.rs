@@ -36,9 +36,15 @@ fn main() -> swin_rollout::Result<()> {
     let count = 2 * 30;
 
     let sink = encode::open(&path, format, WIDTH, HEIGHT, fps, &EncodeOptions::default())?;
-    let bar = indicatif::ProgressBar::new(count as u64);
-    encode::render_to(sink, count, |i| Ok(frame(i, count)), Some(&bar))?;
-    bar.finish_and_clear();
+    // Progress is a callback: here a dot per ten frames pushed.
+    let pushed = std::sync::atomic::AtomicUsize::new(0);
+    let tick = || {
+        if pushed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10 == 9 {
+            eprint!(".");
+        }
+    };
+    encode::render_to(sink, count, |i| Ok(frame(i, count)), Some(&tick))?;
+    eprintln!();
     println!(
         "wrote {} ({count} frames, {WIDTH}x{HEIGHT} at {fps} fps)",
         path.display()

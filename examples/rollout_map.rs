@@ -15,7 +15,7 @@ fn main() -> swin_rollout::Result<()> {
     // spot, so the rollout has something to find. `token_at` says which token sits at each
     // window place, through the shift and the padding.
     let spot = (4.0, 11.0);
-    let mut seed = 1u64;
+    let mut rng = swin_rollout::rng::SplitMix64(1);
     let mut blocks = Vec::new();
     for stage in 0..depths.len() {
         let n = side >> stage;
@@ -35,7 +35,7 @@ fn main() -> swin_rollout::Result<()> {
                                         (y * scale - spot.0).powi(2) + (x * scale - spot.1).powi(2);
                                     4.0 * (-d2 / 8.0).exp()
                                 });
-                                (near + next_random(&mut seed)).exp()
+                                (near + rng.next_f64()).exp()
                             })
                             .collect();
                         let sum: f64 = row.iter().sum();
@@ -83,13 +83,4 @@ fn print_map(map: &Map) {
             .collect();
         println!("  |{line}|");
     }
-}
-
-/// A uniform number in [0, 1) from a splitmix64 state.
-fn next_random(state: &mut u64) -> f64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -25,6 +25,16 @@ pub enum Error {
     /// A model folder, config or checkpoint is missing, malformed or inconsistent.
     #[error("model: {0}")]
     Model(String),
+    /// The user interrupted the work (Ctrl-C) before it finished; no output was written.
+    #[error("interrupted; no output was written")]
+    Interrupted,
+    /// An output cannot be written where asked: its folder is missing, the path is a folder,
+    /// the file exists, or the operating system refused.
+    #[error("{0}")]
+    Output(String),
+    /// An input file (an image, a dataset file) is missing.
+    #[error("{0}")]
+    Input(String),
     /// A setting or argument is out of range or unknown.
     #[error("{0}")]
     InvalidArgument(String),

@@ -123,6 +123,31 @@ impl Geometry {
             .collect()
     }
 
+    /// The shift-mask region of image token `(y, x)`: tokens of one window attend to each
+    /// other only within the same region.
+    ///
+    /// As in the reference implementation, the mask is built on the rolled grid: rolled rows
+    /// `[0, Hp−M)` are region 0, `[Hp−M, Hp−s)` region 1 and `[Hp−s, Hp)` region 2 (the same
+    /// for columns), and a token's region is `3·row_region + column_region`. Without a shift
+    /// every token is in region 0.
+    pub fn shift_region(&self, y: usize, x: usize) -> usize {
+        let s = self.shift;
+        // Image row y sits at rolled row y − s.
+        let roll = |v: usize, n: usize| (v + n - s % n) % n;
+        self.rolled_region(roll(y, self.padded_height), roll(x, self.padded_width))
+    }
+
+    /// The shift-mask region of the token at `(row, column)` of the rolled, padded grid (the
+    /// grid windows are cut from); see [`Geometry::shift_region`].
+    pub fn rolled_region(&self, row: usize, column: usize) -> usize {
+        if self.shift == 0 {
+            return 0;
+        }
+        let (m, s) = (self.window, self.shift);
+        let part = |i: usize, n: usize| usize::from(i >= n - m) + usize::from(i >= n - s);
+        3 * part(row, self.padded_height) + part(column, self.padded_width)
+    }
+
     /// Height and width of the next stage's grid after patch merging: ⌈H/2⌉ × ⌈W/2⌉.
     pub fn merged_size(&self) -> (usize, usize) {
         (self.height.div_ceil(2), self.width.div_ceil(2))

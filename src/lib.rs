@@ -6,7 +6,6 @@
 
 #![warn(missing_docs)]
 
-pub mod cli;
 pub mod demo;
 pub mod encode;
 pub mod error;
@@ -19,6 +18,7 @@ pub mod output;
 pub mod preprocess;
 pub mod relevance;
 pub mod render;
+pub mod rng;
 pub mod rollout;
 pub mod scene;
 pub mod trace;

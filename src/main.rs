@@ -1,18 +1,28 @@
 //! The `swin-rollout` command: parses arguments and hands them to the library.
 
+use std::process::ExitCode;
+
 use clap::Parser;
+
+mod cli;
 
 /// Keeps freed tensor buffers for reuse instead of unmapping and faulting them back per layer.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> std::process::ExitCode {
-    let cli = swin_rollout::cli::Cli::parse();
-    match swin_rollout::cli::run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+/// The exit status shells expect of a command stopped by SIGINT (128 + 2).
+const INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
+            match e {
+                swin_rollout::Error::Interrupted => ExitCode::from(INTERRUPTED),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Output files that appear whole or not at all: written to a temporary file beside the
 //! target and renamed into place on success, so an error never leaves a half-written file.
+//! Every output path of the crate is checked here (files, videos, frames).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -11,14 +12,14 @@ use crate::error::{Error, Result};
 pub fn check_writable(path: &Path) -> Result<()> {
     let parent = parent_of(path);
     if !parent.is_dir() {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Output(format!(
             "{}: the folder {} does not exist; create it first or choose another output path",
             path.display(),
             parent.display()
         )));
     }
     if path.is_dir() {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Output(format!(
             "{} is a folder; give a file name",
             path.display()
         )));
@@ -26,7 +27,8 @@ pub fn check_writable(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn parent_of(path: &Path) -> PathBuf {
+/// The folder `path` is in (`.` for a bare file name).
+pub(crate) fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -39,20 +41,7 @@ pub fn write_atomically<F>(path: &Path, write: F) -> Result<()>
 where
     F: FnOnce(&mut BufWriter<&mut std::fs::File>) -> Result<()>,
 {
-    check_writable(path)?;
-    let parent = parent_of(path);
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".swin-rollout-").suffix(".part");
-    // tempfile creates 0600 files, which the rename would carry over to the output; ask for
-    // 0666 so the result gets the usual umask-limited mode of a newly created file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder
-        .tempfile_in(&parent)
-        .map_err(|e| unwritable(path, &e))?;
+    let mut tmp = temp_file_beside(path, ".part")?;
     {
         let mut out = BufWriter::new(tmp.as_file_mut());
         write(&mut out)?;
@@ -62,8 +51,27 @@ where
     Ok(())
 }
 
-fn unwritable(path: &Path, e: &std::io::Error) -> Error {
-    Error::InvalidArgument(format!(
+/// A named temporary file in `path`'s folder (so the final rename stays on one file system),
+/// deleted when dropped unless persisted. The folder must exist; it is never created.
+pub(crate) fn temp_file_beside(path: &Path, suffix: &str) -> Result<tempfile::NamedTempFile> {
+    check_writable(path)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".swin-rollout-").suffix(suffix);
+    // tempfile creates 0600 files, which the rename would carry over to the output; ask for
+    // 0666 so the result gets the usual umask-limited mode of a newly created file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder
+        .tempfile_in(parent_of(path))
+        .map_err(|e| unwritable(path, &e))
+}
+
+/// The error for a file the operating system will not let us write.
+pub(crate) fn unwritable(path: &Path, e: &std::io::Error) -> Error {
+    Error::Output(format!(
         "cannot write {} ({}); choose a writable location",
         path.display(),
         crate::error::reason(e)

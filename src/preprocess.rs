@@ -230,7 +230,7 @@ fn triple(v: &[f64], key: &str) -> Result<[f32; 3]> {
 /// alpha dropped, 16-bit scaled), as `PIL.Image.convert("RGB")` does.
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::InvalidArgument(format!(
+        std::io::ErrorKind::NotFound => Error::Input(format!(
             "image {} does not exist; check the path",
             path.display()
         )),

@@ -25,6 +25,7 @@ use image::{Rgb, RgbImage};
 
 use crate::error::{Error, Result};
 use crate::preprocess::{resize, Filter};
+pub use crate::rng::Rng;
 
 /// Side of the square scene canvas in pixels.
 pub const CANVAS: usize = 224;
@@ -200,7 +201,7 @@ pub fn data_dir() -> PathBuf {
 }
 
 fn malformed(path: &Path, what: &str) -> Error {
-    Error::InvalidArgument(format!(
+    Error::Input(format!(
         "{}: not a Fashion-MNIST idx file ({what}); reinstall it with `apt-get install --reinstall dataset-fashion-mnist`",
         path.display()
     ))
@@ -209,7 +210,7 @@ fn malformed(path: &Path, what: &str) -> Error {
 /// Reads a gzip-compressed idx file with `ndim` dimensions of unsigned bytes.
 fn read_idx(path: &Path, ndim: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::InvalidArgument(format!(
+        std::io::ErrorKind::NotFound => Error::Input(format!(
             "Fashion-MNIST is missing: {} does not exist; install it with `apt-get install dataset-fashion-mnist` (tools/setup.sh does), or set {DATA_DIR_VAR} to a folder holding the *-ubyte.gz files",
             path.display()
         )),
@@ -245,115 +246,6 @@ fn read_idx(path: &Path, ndim: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     }
     data.drain(..header);
     Ok((dims, data))
-}
-
-/// A small seeded random number generator: xoshiro256++ (Blackman & Vigna), its state filled
-/// by SplitMix64. Fast, 2²⁵⁶ − 1 period, good statistical quality; not cryptographic and not
-/// NumPy's PCG64 (see the module docs).
-#[derive(Debug, Clone)]
-pub struct Rng {
-    s: [u64; 4],
-    /// The second normal of the last Box–Muller pair.
-    spare_normal: Option<f64>,
-}
-
-/// SplitMix64's output function: a bijective 64-bit mixer.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-
-impl Rng {
-    /// A generator seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        let mut x = seed;
-        let mut s = [0u64; 4];
-        for v in &mut s {
-            x = x.wrapping_add(GOLDEN);
-            *v = mix64(x);
-        }
-        // xoshiro's state must not be all zeros; SplitMix64 never yields four zeros in a row,
-        // but keep the guarantee explicit.
-        if s == [0; 4] {
-            s[0] = GOLDEN;
-        }
-        Rng {
-            s,
-            spare_normal: None,
-        }
-    }
-
-    /// The generator of stream `index` of base seed `seed` for purpose `domain` (scenes use
-    /// domain 0; other uses pick their own so they never share a scene's numbers). Chaining
-    /// the bijective mixer keeps, for a fixed seed and domain, every index on its own state.
-    pub fn for_stream(seed: u64, index: u64, domain: u64) -> Self {
-        Rng::new(mix64(
-            mix64(mix64(seed).wrapping_add(index)) ^ domain.wrapping_mul(GOLDEN),
-        ))
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let s = &mut self.s;
-        let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
-    }
-
-    /// A uniform float in [0, 1) with 53 random bits.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// A uniform float in [lo, hi) (NumPy's `uniform(lo, hi)`).
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-
-    /// A uniform integer in [0, n), without modulo bias (Lemire's method); 0 when `n == 0`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            return 0;
-        }
-        let threshold = n.wrapping_neg() % n;
-        loop {
-            let m = u128::from(self.next_u64()) * u128::from(n);
-            if (m as u64) >= threshold {
-                return (m >> 64) as u64;
-            }
-        }
-    }
-
-    /// A uniform integer in [lo, hi] inclusive (`U{lo..hi}` of the specification); `lo` when
-    /// `hi < lo`.
-    pub fn int_inclusive(&mut self, lo: i64, hi: i64) -> i64 {
-        if hi < lo {
-            return lo;
-        }
-        let span = (hi - lo) as u64 + 1;
-        lo + self.below(span) as i64
-    }
-
-    /// A standard normal (Box–Muller; the pair's second value is kept for the next call).
-    pub fn normal(&mut self) -> f64 {
-        if let Some(z) = self.spare_normal.take() {
-            return z;
-        }
-        // 1 − unit is in (0, 1], so the logarithm is finite.
-        let r = (-2.0 * (1.0 - self.unit()).ln()).sqrt();
-        let theta = std::f64::consts::TAU * self.unit();
-        self.spare_normal = Some(r * theta.sin());
-        r * theta.cos()
-    }
 }
 
 /// Tint colour: three draws of U{64..255}, rescaled so the largest channel is 255.

@@ -18,18 +18,7 @@ use swin_rollout::{BlockTrace, Geometry, RolloutOptions, Trace};
 // ---------------------------------------------------------------------------------------------
 // Synthetic traces
 
-/// splitmix64: a tiny deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f32(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
+use swin_rollout::rng::SplitMix64 as Rng;
 
 /// The shift-mask region of window place (`window`, `place`), computed as the reference
 /// implementation does: on the rolled, padded grid, rows `[0, Hp−M)`, `[Hp−M, Hp−s)`,

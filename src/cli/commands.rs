@@ -8,12 +8,12 @@ use std::sync::Once;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{read_input, ModelArgs, RenderArgs, StillArgs, TemplatesArgs};
-use crate::encode::{self, EncodeOptions, FrameRate, OutputFormat};
-use crate::error::{Error, Result};
-use crate::model::Model;
-use crate::output::write_atomically;
-use crate::render::{still as render_still, Renderer, Story, Template};
-use crate::rollout::RolloutOptions;
+use swin_rollout::encode::{self, EncodeOptions, FrameRate, OutputFormat};
+use swin_rollout::error::{Error, Result};
+use swin_rollout::model::Model;
+use swin_rollout::output::write_atomically;
+use swin_rollout::render::{still as render_still, Renderer, Story, Template};
+use swin_rollout::rollout::RolloutOptions;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -30,9 +30,7 @@ fn catch_ctrl_c() {
 
 fn check_interrupted() -> Result<()> {
     if INTERRUPTED.load(Ordering::SeqCst) {
-        return Err(Error::InvalidArgument(
-            "interrupted; no output was written".into(),
-        ));
+        return Err(Error::Interrupted);
     }
     Ok(())
 }
@@ -50,7 +48,7 @@ fn stem(input: Option<&Path>) -> String {
     input
         .and_then(|p| p.file_stem())
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| crate::demo::DEMO_NAME.to_string())
+        .unwrap_or_else(|| swin_rollout::demo::DEMO_NAME.to_string())
 }
 
 fn template_stem(template: &str) -> String {
@@ -109,7 +107,7 @@ fn load_model_for(template: &Template, model: &ModelArgs) -> Result<Option<Model
 
 fn refuse_existing(output: &Path, force: bool) -> Result<()> {
     if output.exists() && !force {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Output(format!(
             "{} exists; pass --force to replace it",
             output.display()
         )));
@@ -170,7 +168,7 @@ fn render_one(
             check_interrupted()?;
             renderer.frame(i)
         },
-        Some(&bar),
+        Some(&|| bar.inc(1)),
     );
     bar.finish_and_clear();
     result
@@ -190,7 +188,7 @@ fn render_folder(
     }
     let out_dir = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
     if !out_dir.is_dir() {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Output(format!(
             "{}: the output folder does not exist; create it first",
             out_dir.display()
         )));
@@ -251,14 +249,14 @@ pub(super) fn still(args: &StillArgs) -> Result<()> {
     let template = Template::load(&args.template)?;
     let options = args.rollout.options()?;
     refuse_existing(&args.output, args.force)?;
-    crate::output::check_writable(&args.output)?;
+    swin_rollout::output::check_writable(&args.output)?;
     let model = load_model_for(&template, &args.model)?;
     let story = story_for(args.image.as_deref(), model.as_ref(), &template, &options)?;
     let frame = render_still(&story, &template, args.at)?;
     write_atomically(&args.output, |out| {
         frame
             .write_to(out, image::ImageFormat::Png)
-            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", args.output.display())))
+            .map_err(|e| Error::Output(format!("{}: {e}", args.output.display())))
     })?;
     eprintln!("wrote {}", args.output.display());
     Ok(())

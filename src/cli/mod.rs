@@ -1,5 +1,5 @@
-//! The command line: argument definitions and what each subcommand does. `main.rs` only
-//! parses and calls [`run`].
+//! The command line: argument definitions and what each subcommand does. It belongs to the
+//! binary alone (`main.rs` declares it), so it is no part of the library's API.
 
 use std::path::{Path, PathBuf};
 
@@ -9,10 +9,10 @@ use clap::{Args, Parser, Subcommand};
 
 mod commands;
 
-use crate::error::Result;
-use crate::export;
-use crate::model::{Model, ModelSource};
-use crate::rollout::{HeadFusion, Rollout, RolloutOptions};
+use swin_rollout::error::Result;
+use swin_rollout::export;
+use swin_rollout::model::{Model, ModelSource};
+use swin_rollout::rollout::{HeadFusion, Rollout, RolloutOptions};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -91,7 +91,7 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    pub(crate) fn load(&self) -> Result<Model> {
+    pub(super) fn load(&self) -> Result<Model> {
         let source = self
             .model
             .as_deref()
@@ -102,10 +102,10 @@ impl ModelArgs {
 }
 
 /// Reads the image argument, or the embedded demo scene when there is none.
-pub(crate) fn read_input(image: Option<&Path>) -> Result<RgbImage> {
+pub(super) fn read_input(image: Option<&Path>) -> Result<RgbImage> {
     match image {
-        Some(path) => crate::preprocess::read_rgb(path),
-        None => crate::demo::demo_image(),
+        Some(path) => swin_rollout::preprocess::read_rgb(path),
+        None => swin_rollout::demo::demo_image(),
     }
 }
 
@@ -233,10 +233,10 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// How many held-out scenes to generate and evaluate.
-    #[arg(long, value_name = "N", default_value_t = crate::evaluate::DEFAULT_SCENES)]
+    #[arg(long, value_name = "N", default_value_t = swin_rollout::evaluate::DEFAULT_SCENES)]
     pub scenes: usize,
     /// Base seed of the scenes (scene i of seed S is always the same scene).
-    #[arg(long, value_name = "S", default_value_t = crate::evaluate::DEFAULT_SEED)]
+    #[arg(long, value_name = "S", default_value_t = swin_rollout::evaluate::DEFAULT_SEED)]
     pub seed: u64,
     /// Also write the results as CSV to this file (its folder must exist).
     #[arg(long, value_name = "FILE")]
@@ -244,10 +244,10 @@ pub struct EvaluateArgs {
     /// What deleted patches become: mean (the normalization mean colour) or blur (a
     /// Gaussian-blurred copy of the scene).
     #[arg(long, value_name = "BASELINE", default_value = "mean")]
-    pub deletion_baseline: crate::evaluate::Baseline,
+    pub deletion_baseline: swin_rollout::evaluate::Baseline,
     /// What insertion reveals patches onto: blur or mean.
     #[arg(long, value_name = "BASELINE", default_value = "blur")]
-    pub insertion_baseline: crate::evaluate::Baseline,
+    pub insertion_baseline: swin_rollout::evaluate::Baseline,
     /// How the rollouts under test are computed.
     #[command(flatten)]
     pub rollout: RolloutArgs,
@@ -285,7 +285,7 @@ fn predict(args: &PredictArgs) -> Result<()> {
 
 fn export(args: &ExportArgs) -> Result<()> {
     let options = args.rollout.options()?;
-    crate::output::check_writable(&args.output)?;
+    swin_rollout::output::check_writable(&args.output)?;
     let image = read_input(args.image.as_deref())?;
     let model = args.model.load()?;
     let trace = model.trace_rgb(&image)?;
@@ -300,8 +300,8 @@ fn export(args: &ExportArgs) -> Result<()> {
 }
 
 fn evaluate(args: &EvaluateArgs) -> Result<()> {
-    use crate::evaluate::{EvaluateOptions, DEFAULT_SCENES};
-    use crate::scene::{SceneSource, Split};
+    use swin_rollout::evaluate::{EvaluateOptions, DEFAULT_SCENES};
+    use swin_rollout::scene::{SceneSource, Split};
     let options = EvaluateOptions {
         scenes: args.scenes,
         seed: args.seed,
@@ -312,7 +312,7 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
     };
     options.validate()?;
     if let Some(csv) = &args.csv {
-        crate::output::check_writable(csv)?;
+        swin_rollout::output::check_writable(csv)?;
     }
     // The data first: a missing dataset is the likelier problem and the cheaper check.
     let source = SceneSource::load(Split::Test)?;
@@ -327,7 +327,7 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
     if options.scenes < DEFAULT_SCENES / 10 {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let report = crate::evaluate::evaluate(&model, &source, &options, &|| bar.inc(1))?;
+    let report = swin_rollout::evaluate::evaluate(&model, &source, &options, &|| bar.inc(1))?;
     bar.finish_and_clear();
     if let Some(csv) = &args.csv {
         report.write_csv(csv)?;

@@ -30,9 +30,9 @@ use color_quant::NeuQuant;
 use image::RgbImage;
 use rayon::prelude::*;
 
-use super::{check_frame_size, parent_of, temp_file_beside, unwritable, FrameRate, FrameSink};
+use super::{check_frame_size, FrameRate, FrameSink};
 use crate::error::{Error, Result};
-use crate::output::check_writable;
+use crate::output::{check_writable, parent_of, temp_file_beside, unwritable};
 
 /// How many frames, spread over the clip, the palette is computed from.
 const PALETTE_SAMPLE_FRAMES: usize = 16;
@@ -104,7 +104,7 @@ fn palette_sample(
     // Take every `step`-th pixel; a step sharing no factor with the width walks diagonally
     // across the frame instead of down the same few columns.
     let mut step = pixels_per_frame.div_ceil(per_frame_budget).max(1);
-    while step > 1 && gcd(step, width) != 1 {
+    while step > 1 && super::gcd(step as u64, width as u64) != 1 {
         step += 1;
     }
     let mut frame = vec![0u8; pixels_per_frame * 3];
@@ -118,13 +118,6 @@ fn palette_sample(
         }
     }
     Ok(sample)
-}
-
-fn gcd(mut a: usize, mut b: usize) -> usize {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
 }
 
 /// A 256-colour palette and the mapping from RGB to its indices.

@@ -23,12 +23,14 @@
 //! are never created.
 
 mod gif;
+#[cfg(feature = "video")]
 mod mp4;
 mod png;
+#[cfg(feature = "video")]
 mod yuv;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::mpsc;
 
@@ -36,9 +38,9 @@ use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::output::check_writable;
 
 pub use png::frame_file_name;
+#[cfg(feature = "video")]
 pub use yuv::Yuv420Converter;
 
 /// A destination for video frames, pushed one at a time in display order.
@@ -78,7 +80,7 @@ impl OutputFormat {
             Some("mp4") => Ok(OutputFormat::Mp4),
             Some("gif") => Ok(OutputFormat::Gif),
             _ if path.is_dir() => Ok(OutputFormat::PngFrames),
-            None => Err(Error::InvalidArgument(format!(
+            None => Err(Error::Output(format!(
                 "{}: no such folder for PNG frames; create it first, or give a file name ending \
                  in .mp4 or .gif",
                 path.display()
@@ -110,7 +112,7 @@ impl FrameRate {
                  30000/1001"
             )));
         }
-        let g = gcd(num, den);
+        let g = gcd(u64::from(num), u64::from(den)) as u32;
         Ok(FrameRate {
             num: num / g,
             den: den / g,
@@ -133,7 +135,8 @@ impl FrameRate {
     }
 }
 
-fn gcd(mut a: u32, mut b: u32) -> u32 {
+/// Greatest common divisor (Euclid).
+pub(crate) fn gcd(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
         (a, b) = (b, a % b);
     }
@@ -259,50 +262,24 @@ pub fn open(
         )));
     }
     match format {
+        #[cfg(feature = "video")]
         OutputFormat::Mp4 => {
             options.validate()?;
             Ok(Box::new(mp4::Mp4Sink::create(
                 path, width, height, fps, options,
             )?))
         }
+        #[cfg(not(feature = "video"))]
+        OutputFormat::Mp4 => {
+            options.validate()?;
+            Err(Error::Encode(format!(
+                "{}: this build writes no MP4 (it lacks the `video` feature); write a .gif or PNG frames",
+                path.display()
+            )))
+        }
         OutputFormat::Gif => Ok(Box::new(gif::GifSink::create(path, width, height, fps)?)),
         OutputFormat::PngFrames => Ok(Box::new(png::PngSink::create(path, width, height)?)),
     }
-}
-
-/// The folder `path` is in (`.` for a bare file name).
-fn parent_of(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// A named temporary file in `path`'s folder (so the final rename stays on one file system),
-/// deleted when dropped unless persisted. The folder must exist; it is never created.
-fn temp_file_beside(path: &Path, suffix: &str) -> Result<tempfile::NamedTempFile> {
-    check_writable(path)?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".swin-rollout-").suffix(suffix);
-    // tempfile creates 0600 files, which the rename would carry over to the video; ask for
-    // 0666 so the result gets the usual umask-limited mode of a newly created file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    builder
-        .tempfile_in(parent_of(path))
-        .map_err(|e| unwritable(path, &e))
-}
-
-/// The same message as [`crate::output`]'s for a file that cannot be written.
-fn unwritable(path: &Path, e: &std::io::Error) -> Error {
-    Error::InvalidArgument(format!(
-        "cannot write {} ({}); choose a writable location",
-        path.display(),
-        crate::error::reason(e)
-    ))
 }
 
 /// Checks that a pushed frame has the sink's size.
@@ -329,12 +306,13 @@ fn check_frame_size(frame: &RgbImage, width: u32, height: u32, path: &Path) -> R
 /// The output does not depend on the thread count: frame `i` is always `render(i)` and the sink
 /// sees frames in index order. On the first error (the lowest failing frame index, or a sink
 /// error) nothing more is rendered, the sink is dropped without `finish` (so no output file
-/// appears) and the error is returned. `progress`, if given, advances by one per pushed frame.
+/// appears) and the error is returned. `progress`, if given, is called once per pushed frame
+/// (from the writing thread), so a caller can drive a progress bar of its own.
 pub fn render_to<F>(
     sink: Box<dyn FrameSink>,
     frame_count: usize,
     render: F,
-    progress: Option<&indicatif::ProgressBar>,
+    progress: Option<&(dyn Fn() + Sync)>,
 ) -> Result<()>
 where
     F: Fn(usize) -> Result<RgbImage> + Sync,
@@ -348,8 +326,8 @@ where
             for frames in rx {
                 for frame in &frames {
                     sink.push(frame)?;
-                    if let Some(bar) = progress {
-                        bar.inc(1);
+                    if let Some(tick) = progress {
+                        tick();
                     }
                 }
             }

@@ -11,8 +11,9 @@ use image::RgbImage;
 use tempfile::TempPath;
 
 use super::yuv::{self, Yuv420Converter};
-use super::{check_frame_size, temp_file_beside, EncodeOptions, FrameRate, FrameSink};
+use super::{check_frame_size, EncodeOptions, FrameRate, FrameSink};
 use crate::error::{Error, Result};
+use crate::output::{temp_file_beside, unwritable};
 
 /// Streams frames through x264 into a temporary MP4 beside the target.
 pub(crate) struct Mp4Sink {
@@ -69,7 +70,7 @@ impl Mp4Sink {
         let url = match tmp.to_str() {
             Some(p) => format!("file:{p}"),
             None => {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::Output(format!(
                     "{}: FFmpeg needs a UTF-8 path; choose another output folder",
                     path.display()
                 )))
@@ -216,7 +217,7 @@ impl FrameSink for Mp4Sink {
         // Close the file before renaming it into place.
         drop(octx);
         tmp.persist(&path)
-            .map_err(|e| super::unwritable(&path, &e.error))?;
+            .map_err(|e| unwritable(&path, &e.error))?;
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ pub(crate) struct PngSink {
 impl PngSink {
     pub(crate) fn create(dir: &Path, width: u32, height: u32) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::Output(format!(
                 "{}: no such folder for PNG frames; create it first",
                 dir.display()
             )));

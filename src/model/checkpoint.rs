@@ -239,11 +239,10 @@ struct RandomWeights {
 impl RandomWeights {
     /// Uniform in [−0.5, 0.5) by splitmix64: tiny, seedable, good enough for weights.
     fn next(&mut self) -> f32 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        let mut rng = crate::rng::SplitMix64(self.state);
+        let x = rng.next_f32() - 0.5;
+        self.state = rng.0;
+        x
     }
 
     fn tensor(&mut self, name: String, shape: &[usize], scale: f32, offset: f32) -> Result<()> {

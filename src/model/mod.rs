@@ -102,11 +102,18 @@ impl Model {
     }
 }
 
-/// The `k` most probable labels of `logits`, most probable first (ties by index).
-pub fn top_k(logits: &[f32], labels: &[String], k: usize) -> Vec<Prediction> {
+/// The probabilities of `logits`, in f64 and shifted by the largest logit so no term
+/// overflows.
+pub fn softmax(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exp: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
     let total: f64 = exp.iter().sum();
+    exp.iter().map(|e| e / total).collect()
+}
+
+/// The `k` most probable labels of `logits`, most probable first (ties by index).
+pub fn top_k(logits: &[f32], labels: &[String], k: usize) -> Vec<Prediction> {
+    let probs = softmax(logits);
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
     order
@@ -118,7 +125,7 @@ pub fn top_k(logits: &[f32], labels: &[String], k: usize) -> Vec<Prediction> {
                 .get(index)
                 .cloned()
                 .unwrap_or_else(|| format!("LABEL_{index}")),
-            probability: (exp[index] / total) as f32,
+            probability: probs[index] as f32,
         })
         .collect()
 }

@@ -229,6 +229,15 @@ fn timm_config(json: &Value, ck: &Checkpoint) -> Result<(Config, Preprocessor)> 
     Ok((config, pre))
 }
 
+/// Without the `hub` feature (a lean library build) there is no downloader.
+#[cfg(not(feature = "hub"))]
+fn load_hub(id: &str) -> Result<Model> {
+    Err(Error::Model(format!(
+        "`{id}` is a Hugging Face hub id, but this build has no hub support (the `hub` feature); pass a local folder"
+    )))
+}
+
+#[cfg(feature = "hub")]
 fn load_hub(id: &str) -> Result<Model> {
     let cache = hf_hub::Cache::from_env();
     let cached = cache.model(id.to_string());
@@ -281,6 +290,7 @@ fn load_hub(id: &str) -> Result<Model> {
     )
 }
 
+#[cfg(feature = "hub")]
 fn hub_error(id: &str, cache: &hf_hub::Cache, message: &str) -> Error {
     let message = message.lines().next().unwrap_or(message);
     if message.contains("401") || message.contains("403") {

@@ -350,8 +350,7 @@ impl WindowPartition {
 /// The −100 mask of a shifted block, `[nW, M², M²]`: tokens of different cyclic-shift regions
 /// (3 per axis of the padded grid) must not attend to each other.
 fn shift_mask(g: &Geometry) -> Result<Tensor> {
-    let (m, s) = (g.window, g.shift);
-    let region = |i: usize, n: usize| usize::from(i >= n - m) + usize::from(i >= n - s);
+    let m = g.window;
     let a = m * m;
     let mut mask = vec![0f32; g.windows() * a * a];
     for wr in 0..g.windows_down() {
@@ -359,7 +358,7 @@ fn shift_mask(g: &Geometry) -> Result<Tensor> {
             let ids: Vec<usize> = (0..a)
                 .map(|p| {
                     let (y, x) = (wr * m + p / m, wc * m + p % m);
-                    region(y, g.padded_height) * 3 + region(x, g.padded_width)
+                    g.rolled_region(y, x)
                 })
                 .collect();
             let base = (wr * g.windows_across() + wc) * a * a;

@@ -13,7 +13,7 @@ use super::panels::{fit, Ctx};
 use super::story::Story;
 use super::template::{ImageSpec, MechanismSpec};
 use super::text::Align;
-use super::windows::{region, window_pieces, window_place};
+use super::windows::{window_pieces, window_place};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 use crate::rollout::RolloutOptions;
@@ -96,7 +96,7 @@ fn synthetic_attention(g: &Geometry, sigma: f32, grid0: usize) -> Vec<f32> {
                 (tq as usize / g.width) as f32,
                 (tq as usize % g.width) as f32,
             );
-            let rq = region(g, tq as usize / g.width, tq as usize % g.width);
+            let rq = g.shift_region(tq as usize / g.width, tq as usize % g.width);
             let row = &mut out[(w * area + q) * area..][..area];
             let mut sum = 0f32;
             for (k, &tk) in idx.iter().enumerate() {
@@ -104,7 +104,7 @@ fn synthetic_attention(g: &Geometry, sigma: f32, grid0: usize) -> Vec<f32> {
                     continue;
                 }
                 let (ky, kx) = (tk as usize / g.width, tk as usize % g.width);
-                if region(g, ky, kx) != rq {
+                if g.shift_region(ky, kx) != rq {
                     continue;
                 }
                 let (ky, kx) = (ky as f32, kx as f32);
@@ -145,9 +145,9 @@ pub fn masked_pairs(g: &Geometry) -> Vec<(u32, u32)> {
     let mut out = Vec::new();
     for idx in g.index_image().chunks(area) {
         for &q in idx.iter().filter(|&&t| t != Geometry::PADDING) {
-            let rq = region(g, q as usize / g.width, q as usize % g.width);
+            let rq = g.shift_region(q as usize / g.width, q as usize % g.width);
             for &k in idx.iter().filter(|&&t| t != Geometry::PADDING) {
-                if region(g, k as usize / g.width, k as usize % g.width) != rq {
+                if g.shift_region(k as usize / g.width, k as usize % g.width) != rq {
                     out.push((q, k));
                 }
             }
@@ -248,13 +248,13 @@ impl SchematicPanel {
             let a = story.attention.get(block)?;
             a.row(q as usize)
         });
-        let qregion = query.map(|q| region(g, q as usize / g.width, q as usize % g.width));
+        let qregion = query.map(|q| g.shift_region(q as usize / g.width, q as usize % g.width));
         let cell_base = colors.panel.mix(Rgb::WHITE, 0.10);
         for y in 0..g.height {
             for x in 0..g.width {
                 let r = self.cell(g, y, x).inset(2);
                 let (w, _) = window_place(g, y, x);
-                let reg = region(g, y, x);
+                let reg = g.shift_region(y, x);
                 let mut c = cell_base;
                 if reg != 0 && tints {
                     let (ry, rx) = (reg / 3, reg % 3);

@@ -1,5 +1,5 @@
 //! Where a block's windows lie on its stage's grid, in image (unshifted) coordinates: the
-//! pieces a wrapped window is cut into, the shift-mask region of each token, and which window
+//! pieces a wrapped window is cut into, and which window
 //! and place each token sits in. [`Geometry`] answers the opposite question (which token sits
 //! at a window place); these are its inverses for drawing.
 
@@ -65,30 +65,6 @@ pub fn window_place(g: &Geometry, y: usize, x: usize) -> (usize, usize) {
     (window, (ry % m) * m + rx % m)
 }
 
-/// The shift-mask region of token `(y, x)`: tokens of one window attend to each other only
-/// within the same region.
-///
-/// As in the reference implementation, the mask is built on the rolled grid: rolled rows
-/// `[0, Hp−M)` are region 0, `[Hp−M, Hp−s)` region 1 and `[Hp−s, Hp)` region 2 (the same for
-/// columns), and a token's region is `3·row_region + column_region`. Without a shift every
-/// token is in region 0.
-pub fn region(g: &Geometry, y: usize, x: usize) -> u8 {
-    if g.shift == 0 {
-        return 0;
-    }
-    let part = |v: usize, n: usize| {
-        let rolled = (v + n - g.shift) % n;
-        if rolled < n - g.window {
-            0
-        } else if rolled < n - g.shift {
-            1
-        } else {
-            2
-        }
-    };
-    3 * part(y, g.padded_height) + part(x, g.padded_width)
-}
-
 /// For each token (raster order), its slot when tokens are grouped window by window: windows
 /// in the model's order, tokens in place order inside each, padding skipped.
 pub fn window_order(g: &Geometry) -> Vec<u32> {
@@ -150,10 +126,10 @@ mod tests {
     fn regions_split_only_wrapped_windows() {
         let g = Geometry::new(0, 1, 8, 8, 4, 2);
         // Window 0 (rows 2..6, columns 2..6) lies in region 0.
-        assert_eq!(region(&g, 3, 3), 0);
+        assert_eq!(g.shift_region(3, 3), 0);
         // The bottom strip and the top strip of the last window row differ.
-        assert_eq!(region(&g, 7, 3), 3);
-        assert_eq!(region(&g, 0, 3), 6);
-        assert_eq!(region(&g, 0, 0), 8);
+        assert_eq!(g.shift_region(7, 3), 3);
+        assert_eq!(g.shift_region(0, 3), 6);
+        assert_eq!(g.shift_region(0, 0), 8);
     }
 }

@@ -250,17 +250,10 @@ mod tests {
         (swin, pixels)
     }
 
-    /// A deterministic direction in [−1, 1]^n.
+    /// A deterministic direction in [−1, 1)^n.
     fn direction(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
+        let mut rng = crate::rng::SplitMix64(seed);
+        (0..n).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
     }
 
     /// Logit `target` when block `at`'s attention probabilities are A + δ·r: the change of

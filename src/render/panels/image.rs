@@ -16,7 +16,7 @@ use crate::render::canvas::{blend_rect, blit, blit_part, muted, stroke_rect, Rec
 use crate::render::format::Vars;
 use crate::render::story::Story;
 use crate::render::template::ImageSpec;
-use crate::render::windows::{region, window_pieces, TokenRect};
+use crate::render::windows::{window_pieces, TokenRect};
 
 /// What the image panel shows in a frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -141,7 +141,7 @@ impl ImagePanel {
         for y in 0..h {
             let ty = token(y, h, self.input.0, g.height);
             for (x, &tx) in xs.iter().enumerate() {
-                let r = region(g, ty, tx);
+                let r = g.shift_region(ty, tx);
                 if r == 0 {
                     continue;
                 }
