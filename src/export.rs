@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::npz::{self, Array};
+use crate::relevance::Relevance;
 use crate::rollout::Rollout;
 use crate::trace::Trace;
 
@@ -30,10 +31,22 @@ pub fn geometry_table(trace: &Trace) -> Vec<i64> {
         .collect()
 }
 
-/// Writes `pixel_values`, `logits`, `geometry`, `attn_00`… to `path`, and with a rollout its
-/// pooled map after every block, `rollout_00`… `[H₀, W₀]`, and the final one as `rollout`.
-pub fn write_trace(path: &Path, trace: &Trace, rollout: Option<&Rollout>) -> Result<()> {
+/// Writes `pixel_values`, `logits`, `geometry`, `attn_00`… to `path`; with a rollout its
+/// pooled map after every block, `rollout_00`… `[H₀, W₀]`, and the final one as `rollout`;
+/// with a relevance its map after every block, `relevance_00`… `[H₀, W₀]` (the mean of R_b's
+/// rows, not rescaled), the final one as `relevance`, and the class explained as `target`
+/// (an int64 scalar).
+pub fn write_trace(
+    path: &Path,
+    trace: &Trace,
+    rollout: Option<&Rollout>,
+    relevance: Option<&Relevance>,
+) -> Result<()> {
     let maps = rollout.map(Rollout::pooled_maps).unwrap_or_default();
+    let relevance_maps: Vec<_> = relevance
+        .map(|r| r.maps().into_iter().map(|m| m.map).collect())
+        .unwrap_or_default();
+    let target = relevance.map(|r| [r.target() as i64]);
     let (h, w) = trace.image_size;
     let geometry = geometry_table(trace);
     let mut arrays = vec![
@@ -59,6 +72,20 @@ pub fn write_trace(path: &Path, trace: &Trace, rollout: Option<&Rollout>) -> Res
             &[last.height, last.width],
             &last.values,
         ));
+    }
+    for (k, map) in relevance_maps.iter().enumerate() {
+        let shape = [map.height, map.width];
+        arrays.push(Array::f32(format!("relevance_{k:02}"), &shape, &map.values));
+    }
+    if let Some(last) = relevance_maps.last() {
+        arrays.push(Array::f32(
+            "relevance",
+            &[last.height, last.width],
+            &last.values,
+        ));
+    }
+    if let Some(target) = &target {
+        arrays.push(Array::i64("target", &[], target));
     }
     npz::write(path, &arrays)
 }

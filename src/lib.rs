@@ -10,6 +10,7 @@ pub mod demo;
 pub mod encode;
 pub mod error;
 pub mod evaluate;
+pub mod explain;
 pub mod export;
 pub mod geometry;
 pub mod model;
@@ -24,6 +25,7 @@ pub mod scene;
 pub mod trace;
 
 pub use error::{Error, Result};
+pub use explain::{ExplainOptions, Explained, Explanation};
 pub use geometry::Geometry;
 pub use model::{Model, ModelSource};
 pub use relevance::{Relevance, RelevanceMap};

@@ -231,3 +231,38 @@ fn failed_export_leaves_nothing_behind() {
         "no file, no temporary left"
     );
 }
+
+#[test]
+fn bad_classes_name_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.npz");
+    let out_s = out.display().to_string();
+    let model = fixture("swin224").display().to_string();
+    let base = [
+        "export",
+        "--model",
+        &model,
+        "-o",
+        &out_s,
+        "--explain",
+        "relevance",
+    ];
+    let label = run(&[&base[..], &["--class", "Hat"]].concat(), &[]);
+    fails_with(
+        &label,
+        &["--class 'Hat'", "10 classes", "Sandal", "Ankle boot"],
+    );
+    let index = run(&[&base[..], &["--class", "10"]].concat(), &[]);
+    fails_with(&index, &["--class 10 is out of range", "10 classes", "0–9"]);
+    let rollout = run(
+        &[
+            "export", "--model", &model, "-o", &out_s, "--class", "Sandal",
+        ],
+        &[],
+    );
+    fails_with(&rollout, &["--class", "--explain relevance"]);
+    let method = run(&[&base[..5], &["--explain", "saliency"]].concat(), &[]);
+    assert!(!method.status.success());
+    assert!(String::from_utf8_lossy(&method.stderr).contains("rollout or relevance"));
+    assert!(!out.exists(), "no output after a refused class");
+}

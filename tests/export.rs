@@ -209,3 +209,85 @@ fn exports_are_byte_identical_across_runs() {
     };
     assert!(run("one.npz", "1") == run("two.npz", "2"));
 }
+
+/// max |a − b| over max |b|.
+fn relative_error(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    diff / scale
+}
+
+/// `export --explain relevance` of the photo through a fixture model against PyTorch autograd
+/// on the same weights and input (`tests/fixtures/make_relevance.py`): every map, and its
+/// class-specific part on its own, within 1e-3 of its maximum, for the default class and one
+/// named by index.
+fn check_relevance_export(model: &str, blocks: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = candle_core::safetensors::load(
+        root().join(format!("tests/fixtures/{model}/relevance.safetensors")),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let values = |name: &str| {
+        reference[name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let targets = reference["targets"].to_vec1::<i64>().unwrap();
+    for (slot, target) in targets.iter().enumerate() {
+        let out = dir.path().join(format!("t{slot}.npz"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swin-rollout"));
+        cmd.args(["export", "assets/chelsea.png", "--explain", "relevance"])
+            .args(["--model", &format!("tests/fixtures/{model}"), "-o"])
+            .arg(&out)
+            .current_dir(root());
+        if slot > 0 {
+            cmd.args(["--class", &target.to_string()]);
+        }
+        assert!(cmd.status().unwrap().success());
+        let npz = read_npz(&out);
+        assert_eq!(npz["target"].shape, Vec::<usize>::new());
+        assert_eq!(
+            npz["target"].i64s(),
+            [*target],
+            "{model}: the class explained"
+        );
+        assert_eq!(
+            npz["relevance"].data,
+            npz[&format!("relevance_{:02}", blocks - 1)].data
+        );
+        assert!(
+            npz.contains_key("rollout"),
+            "the rollout is exported beside it"
+        );
+        for k in 0..blocks {
+            let got = npz[&format!("relevance_{k:02}")].f32s();
+            let err = relative_error(&got, &values(&format!("t{slot}_relevance_{k:02}")));
+            assert!(err < 1e-3, "{model} t{slot} block {k}: map error {err}");
+            let baseline = values(&format!("baseline_{k:02}"));
+            let part: Vec<f32> = got.iter().zip(&baseline).map(|(m, b)| m - b).collect();
+            let err = relative_error(&part, &values(&format!("t{slot}_part_{k:02}")));
+            assert!(
+                err < 1e-3,
+                "{model} t{slot} block {k}: class part error {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn relevance_export_matches_pytorch() {
+    check_relevance_export("swin224", 8);
+}
+
+#[test]
+fn relevance_export_matches_pytorch_through_padding_and_clamped_windows() {
+    check_relevance_export("swin_pad", 8);
+}

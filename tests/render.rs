@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
-use swin_rollout::render::{still, Beat, Order, Renderer, Story, Template};
+use swin_rollout::model::Prediction;
+use swin_rollout::render::{still, Beat, ClassMap, Mode, Order, Renderer, Story, Template};
 use swin_rollout::{BlockTrace, Geometry, RolloutOptions, Trace};
 
 // ---------------------------------------------------------------------------------------------
@@ -546,7 +547,7 @@ fn unknown_builtin_lists_the_available_ones() {
 #[test]
 fn builtins_have_descriptions_and_user_files_load() {
     let list = Template::builtin_list();
-    assert_eq!(list.len(), 5);
+    assert_eq!(list.len(), 6);
     for (name, description) in &list {
         assert!(
             !description.is_empty() && !description.contains('\n'),
@@ -597,7 +598,26 @@ fn golden_frames() -> Vec<(String, image::RgbImage)> {
     for (name, _) in Template::builtin_list() {
         let template = Template::load(name).unwrap();
         let schematic;
-        let story = if template.needs_model() {
+        let classes;
+        let story = if template.mode == Mode::Classes {
+            // Three classes' maps: distinct maps of the story stand in for their relevance.
+            let maps = story.pooled_maps();
+            let picks = [maps.len() - 1, maps.len() / 2, 0];
+            let class_maps = picks
+                .iter()
+                .enumerate()
+                .map(|(rank, &k)| ClassMap {
+                    prediction: Prediction {
+                        index: rank,
+                        label: format!("class {rank}"),
+                        probability: 0.6 / (rank + 1) as f32,
+                    },
+                    map: maps[k].clone(),
+                })
+                .collect();
+            classes = story.clone().with_class_maps(class_maps);
+            &classes
+        } else if template.needs_model() {
             &story
         } else {
             schematic = Story::mechanism(&template.mechanism).unwrap();

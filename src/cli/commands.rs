@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{read_input, ModelArgs, RenderArgs, StillArgs, TemplatesArgs};
 use swin_rollout::encode::{self, EncodeOptions, FrameRate, OutputFormat};
 use swin_rollout::error::{Error, Result};
+use swin_rollout::explain::ExplainOptions;
 use swin_rollout::model::Model;
 use swin_rollout::output::write_atomically;
 use swin_rollout::render::{still as render_still, Renderer, Story, Template};
@@ -61,6 +62,7 @@ fn template_stem(template: &str) -> String {
 pub(super) fn render(args: &RenderArgs) -> Result<()> {
     let template = Template::load(&args.template)?;
     let options = args.rollout.options()?;
+    let explain = args.explain.options()?;
     let encoder = EncodeOptions {
         preset: args.preset.clone(),
         crf: args.crf,
@@ -88,7 +90,7 @@ pub(super) fn render(args: &RenderArgs) -> Result<()> {
             &job,
             model.as_ref(),
             &template,
-            &options,
+            (&options, &explain),
             &encoder,
             args.quiet,
         )?;
@@ -120,12 +122,12 @@ fn story_for(
     model: Option<&Model>,
     template: &Template,
     options: &RolloutOptions,
+    explain: &ExplainOptions,
 ) -> Result<Story> {
     match model {
         Some(model) => {
             let image = read_input(input)?;
-            let trace = model.trace_rgb(&image)?;
-            Story::from_model(model, &trace, options)
+            Story::for_template(model, &image, template, options, explain)
         }
         None => Story::mechanism(&template.mechanism),
     }
@@ -150,12 +152,12 @@ fn render_one(
     job: &Job,
     model: Option<&Model>,
     template: &Template,
-    options: &RolloutOptions,
+    (options, explain): (&RolloutOptions, &ExplainOptions),
     encoder: &EncodeOptions,
     quiet: bool,
 ) -> Result<()> {
     let format = OutputFormat::from_path(&job.output)?;
-    let story = story_for(job.input.as_deref(), model, template, options)?;
+    let story = story_for(job.input.as_deref(), model, template, options, explain)?;
     let renderer = Renderer::new(&story, template)?;
     let (width, height) = renderer.size();
     let fps = FrameRate::new(renderer.fps(), 1)?;
@@ -181,6 +183,7 @@ fn render_folder(
     options: &RolloutOptions,
     encoder: &EncodeOptions,
 ) -> Result<()> {
+    let explain = args.explain.options()?;
     if args.frames_dir.is_some() {
         return Err(Error::InvalidArgument(
             "--frames-dir takes one image; for a folder of images give -o with a folder for the videos".into(),
@@ -222,7 +225,14 @@ fn render_folder(
             skipped += 1;
             continue;
         }
-        match render_one(&job, model.as_ref(), template, options, encoder, args.quiet) {
+        match render_one(
+            &job,
+            model.as_ref(),
+            template,
+            (options, &explain),
+            encoder,
+            args.quiet,
+        ) {
             Ok(()) => made += 1,
             Err(e) => {
                 failed += 1;
@@ -248,10 +258,17 @@ fn render_folder(
 pub(super) fn still(args: &StillArgs) -> Result<()> {
     let template = Template::load(&args.template)?;
     let options = args.rollout.options()?;
+    let explain = args.explain.options()?;
     refuse_existing(&args.output, args.force)?;
     swin_rollout::output::check_writable(&args.output)?;
     let model = load_model_for(&template, &args.model)?;
-    let story = story_for(args.image.as_deref(), model.as_ref(), &template, &options)?;
+    let story = story_for(
+        args.image.as_deref(),
+        model.as_ref(),
+        &template,
+        &options,
+        &explain,
+    )?;
     let frame = render_still(&story, &template, args.at)?;
     write_atomically(&args.output, |out| {
         frame

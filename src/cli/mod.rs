@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 mod commands;
 
 use swin_rollout::error::Result;
+use swin_rollout::explain::{ExplainOptions, Explained, Explanation};
 use swin_rollout::export;
 use swin_rollout::model::{Model, ModelSource};
 use swin_rollout::rollout::{HeadFusion, Rollout, RolloutOptions};
@@ -20,6 +21,7 @@ Examples:
   swin-rollout predict photo.jpg --top 3
   swin-rollout predict photo.jpg --model microsoft/swin-tiny-patch4-window7-224
   swin-rollout export photo.jpg -o trace.npz
+  swin-rollout export photo.jpg --explain relevance --class Sandal -o trace.npz
   swin-rollout export photo.jpg --model ./my-swin-folder -o trace.npz
 
 Models: a folder with config.json and model.safetensors (or pytorch_model.bin), in Hugging Face
@@ -53,7 +55,7 @@ pub enum Command {
     Render(RenderArgs),
     /// Render one still: the stage figure, or the frame of any template at a given time.
     #[command(
-        after_help = "Examples:\n  swin-rollout still -o figure.png\n  swin-rollout still photo.jpg --template explainer --at 12.5 -o frame.png"
+        after_help = "Examples:\n  swin-rollout still -o figure.png\n  swin-rollout still --template classes -o classes.png   # top classes' relevance side by side\n  swin-rollout still photo.jpg --template explainer --at 12.5 -o frame.png"
     )]
     Still(StillArgs),
     /// List the built-in templates, or print one to start your own.
@@ -76,6 +78,7 @@ Examples:
   swin-rollout render                                  # the demo: embedded model and scene
   swin-rollout render photo.jpg -o photo.mp4
   swin-rollout render photo.jpg --template conference -o talk.mp4
+  swin-rollout render photo.jpg --explain relevance --class Sneaker   # why “Sneaker”?
   swin-rollout render photo.jpg --template timelapse -o clip.gif
   swin-rollout render photos/ -o videos/ --template timelapse   # one video per image
   swin-rollout render --template mechanism -o mechanism.mp4     # the schematic, no model
@@ -134,9 +137,37 @@ pub struct ExportArgs {
     /// Output .npz file (its folder must exist).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    /// Which explanation the maps show.
+    #[command(flatten)]
+    pub explain: ExplainArgs,
     /// How the rollout is computed.
     #[command(flatten)]
     pub rollout: RolloutArgs,
+}
+
+/// Which explanation the maps show.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// What the maps show: rollout (where information flows; the same for every class) or
+    /// relevance (why the model says a class: attention weighted by its gradient).
+    #[arg(long, value_name = "METHOD", default_value = "rollout")]
+    pub explain: Explanation,
+    /// The class --explain relevance explains: a label (as `predict` prints it) or a logit
+    /// index [default: the top prediction].
+    #[arg(long = "class", value_name = "LABEL|INDEX")]
+    pub class: Option<String>,
+}
+
+impl ExplainArgs {
+    /// The options these flags describe, validated.
+    pub fn options(&self) -> Result<ExplainOptions> {
+        let options = ExplainOptions {
+            explanation: self.explain,
+            class: self.class.clone(),
+        };
+        options.validate()?;
+        Ok(options)
+    }
 }
 
 /// How attention is turned into a rollout.
@@ -196,6 +227,9 @@ pub struct RenderArgs {
     /// x264 preset (ultrafast … veryslow): slower makes smaller files.
     #[arg(long, default_value = "veryfast")]
     pub preset: String,
+    /// Which explanation the maps show.
+    #[command(flatten)]
+    pub explain: ExplainArgs,
     /// How the rollout is computed.
     #[command(flatten)]
     pub rollout: RolloutArgs,
@@ -221,6 +255,9 @@ pub struct StillArgs {
     /// Replace the output if it exists.
     #[arg(short, long)]
     pub force: bool,
+    /// Which explanation the maps show.
+    #[command(flatten)]
+    pub explain: ExplainArgs,
     /// How the rollout is computed.
     #[command(flatten)]
     pub rollout: RolloutArgs,
@@ -285,12 +322,13 @@ fn predict(args: &PredictArgs) -> Result<()> {
 
 fn export(args: &ExportArgs) -> Result<()> {
     let options = args.rollout.options()?;
+    let explain = args.explain.options()?;
     swin_rollout::output::check_writable(&args.output)?;
     let image = read_input(args.image.as_deref())?;
     let model = args.model.load()?;
-    let trace = model.trace_rgb(&image)?;
+    let Explained { trace, relevance } = Explained::from_rgb(&model, &image, &explain)?;
     let rollout = Rollout::new(&trace, &options)?;
-    export::write_trace(&args.output, &trace, Some(&rollout))?;
+    export::write_trace(&args.output, &trace, Some(&rollout), relevance.as_ref())?;
     println!(
         "wrote {} ({} blocks)",
         args.output.display(),

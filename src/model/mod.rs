@@ -16,7 +16,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::preprocess::Preprocessor;
 use crate::trace::{AttentionGradients, Trace};
 
@@ -94,6 +94,45 @@ impl Model {
     /// Preprocesses and runs an RGB image, recording every block.
     pub fn trace_rgb(&self, image: &image::RgbImage) -> Result<Trace> {
         self.trace_pixels(self.preprocessor.apply(image))
+    }
+
+    /// The class a user named: a label (exactly as in `id2label`, or ignoring case when that
+    /// is unambiguous) or a logit index.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the labels (or, for many classes, their count) when
+    /// `class` is neither.
+    pub fn class_index(&self, class: &str) -> Result<usize> {
+        let labels = &self.config().labels;
+        let wanted = class.trim();
+        if let Some(i) = labels.iter().position(|l| l == wanted) {
+            return Ok(i);
+        }
+        let folded: Vec<usize> = (0..labels.len())
+            .filter(|&i| labels[i].eq_ignore_ascii_case(wanted))
+            .collect();
+        if let [i] = folded[..] {
+            return Ok(i);
+        }
+        if let Ok(i) = wanted.parse::<usize>() {
+            if i < labels.len() {
+                return Ok(i);
+            }
+            return Err(Error::InvalidArgument(format!(
+                "--class {i} is out of range: the model has {} classes (indices 0–{})",
+                labels.len(),
+                labels.len().saturating_sub(1)
+            )));
+        }
+        let known = if labels.len() <= 20 {
+            format!("one of: {}", labels.join(", "))
+        } else {
+            format!("a label of the model or an index below {}", labels.len())
+        };
+        Err(Error::InvalidArgument(format!(
+            "unknown --class '{class}': the model has {} classes; give {known}",
+            labels.len()
+        )))
     }
 
     /// The `k` most probable labels of a trace's logits, most probable first.

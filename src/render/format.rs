@@ -71,11 +71,15 @@ pub enum Var {
     ImageHeight,
     /// Input width in pixels.
     ImageWidth,
+    /// The class explained: the top prediction for the rollout, `--class` for relevance.
+    Class,
+    /// What the maps show: "rollout", or "relevance for “CLASS”".
+    Explanation,
 }
 
 impl Var {
     /// Every placeholder with its name, in the order error messages list them.
-    pub const ALL: [(Var, &'static str); 31] = [
+    pub const ALL: [(Var, &'static str); 33] = [
         (Var::Model, "model"),
         (Var::Label, "label"),
         (Var::Probability, "probability"),
@@ -107,6 +111,8 @@ impl Var {
         (Var::Last, "last"),
         (Var::ImageHeight, "image_height"),
         (Var::ImageWidth, "image_width"),
+        (Var::Class, "class"),
+        (Var::Explanation, "explanation"),
     ];
 
     /// The placeholder's name, without braces.
@@ -181,6 +187,10 @@ pub struct Vars {
     pub image_height: usize,
     /// See [`Var::ImageWidth`].
     pub image_width: usize,
+    /// See [`Var::Class`].
+    pub class: String,
+    /// See [`Var::Explanation`].
+    pub explanation: String,
 }
 
 impl Vars {
@@ -226,6 +236,8 @@ impl Vars {
             Var::Last => write!(out, "{}", self.last),
             Var::ImageHeight => write!(out, "{}", self.image_height),
             Var::ImageWidth => write!(out, "{}", self.image_width),
+            Var::Class => write!(out, "{}", self.class),
+            Var::Explanation => write!(out, "{}", self.explanation),
         };
     }
 }

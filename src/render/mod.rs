@@ -41,7 +41,7 @@ pub mod windows;
 use image::RgbImage;
 
 pub use renderer::Renderer;
-pub use story::{input_image, Story};
+pub use story::{input_image, ClassMap, Story};
 pub use template::{Mode, Order, Template};
 pub use timeline::{Beat, Moment, Timeline};
 

@@ -13,6 +13,7 @@ use image::RgbImage;
 use super::canvas::{blit_mix, solid};
 use super::format::Vars;
 use super::mechanism::{mark_masked, GridState, SchematicPanel};
+use super::panels::classes::draw_classes;
 use super::panels::figure::draw_figure;
 use super::panels::image::{ImagePanel, ImageState};
 use super::panels::matrix::{Levels, MatrixPanel, MatrixState};
@@ -87,7 +88,7 @@ impl<'a> Renderer<'a> {
             figure: OnceLock::new(),
             base,
         };
-        if template.mode != Mode::Figure {
+        if !template.mode.is_still() {
             let ctx = Ctx {
                 text: &r.text,
                 template,
@@ -188,7 +189,7 @@ impl<'a> Renderer<'a> {
         let m = self.timeline.moment(index);
         let vars = self.vars(&m);
         let mut img = match (self.template.mode, m.beat, &self.template.figure) {
-            (Mode::Figure, _, _) => self.figure(&vars).clone(),
+            (mode, _, _) if mode.is_still() => self.figure(&vars).clone(),
             (_, Beat::Finale, Some(_)) => {
                 let mut img = self.background.clone();
                 blit_mix(
@@ -222,12 +223,17 @@ impl<'a> Renderer<'a> {
     fn figure(&self, vars: &Vars) -> &RgbImage {
         self.figure.get_or_init(|| {
             let mut img = self.background.clone();
-            if let Some(spec) = &self.template.figure {
+            if let (false, Some(spec)) =
+                (self.template.mode == Mode::Classes, &self.template.figure)
+            {
                 // The figure shows the whole network: its captions speak of the last block.
                 let mut v = vars.clone();
                 let last = self.story.geometries.len() - 1;
                 self.block_vars(&mut v, last);
                 draw_figure(&mut img, &self.ctx(), spec, self.story, &v);
+            }
+            if let (Mode::Classes, Some(spec)) = (self.template.mode, &self.template.classes) {
+                draw_classes(&mut img, &self.ctx(), spec, self.story, vars);
             }
             img
         })
@@ -337,7 +343,7 @@ impl<'a> Renderer<'a> {
     }
 
     fn track(&self, img: &mut RgbImage, m: &Moment) {
-        if let (Some(spec), false) = (&self.template.track, self.template.mode == Mode::Figure) {
+        if let (Some(spec), false) = (&self.template.track, self.template.mode.is_still()) {
             super::panels::track::draw_track(
                 img,
                 &self.ctx(),
@@ -366,7 +372,7 @@ impl<'a> Renderer<'a> {
                     (During::Finale, Beat::Finale) => true,
                     _ => false,
                 });
-            if !show {
+            if !show || c.explain.is_some_and(|e| e != self.story.explanation) {
                 continue;
             }
             let s = c.text.render(vars);
@@ -454,6 +460,8 @@ fn base_vars(story: &Story) -> Vars {
         residual: story.options.residual,
         image_height: story.input_size.0,
         image_width: story.input_size.1,
+        class: story.explained_label().to_string(),
+        explanation: story.explanation_name(),
         ..Vars::default()
     }
 }

@@ -5,9 +5,12 @@
 use image::RgbImage;
 
 use crate::error::{Error, Result};
+use crate::explain::{ExplainOptions, Explained, Explanation};
 use crate::geometry::Geometry;
 use crate::model::{top_k, Model, Prediction};
 use crate::preprocess::Preprocessor;
+use crate::relevance::{Relevance, RelevanceMap};
+use crate::render::template::{Mode, Template};
 use crate::rollout::{Map, PairMap, Rollout, RolloutOptions, SparseAttention};
 use crate::trace::Trace;
 
@@ -21,6 +24,15 @@ pub struct StageMap {
     pub blocks: (usize, usize),
     /// Mean of the rows of the blocks' Â (window-aware, with the rollout's residual), over the
     /// stage's own grid, normalized to sum 1.
+    pub map: Map,
+}
+
+/// One class's relevance, for the side-by-side classes figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassMap {
+    /// The class and its probability.
+    pub prediction: Prediction,
+    /// The class-specific part of its final relevance map, normalized to sum 1.
     pub map: Map,
 }
 
@@ -38,6 +50,11 @@ pub struct Story {
     pub(crate) pairs: Vec<PairMap>,
     pub(crate) stage_maps: Vec<StageMap>,
     pub(crate) prediction: Option<Prediction>,
+    /// What `pooled` and `naive` hold: the rollout, or one class's relevance.
+    pub(crate) explanation: Explanation,
+    /// The class relevance explains (`None` for the rollout).
+    pub(crate) explained: Option<Prediction>,
+    pub(crate) class_maps: Vec<ClassMap>,
     pub(crate) model: String,
     pub(crate) options: RolloutOptions,
     pub(crate) schematic: bool,
@@ -101,6 +118,9 @@ impl Story {
             pairs,
             stage_maps,
             prediction: None,
+            explanation: Explanation::Rollout,
+            explained: None,
+            class_maps: Vec::new(),
             model: String::new(),
             options: *options,
             schematic: false,
@@ -118,6 +138,99 @@ impl Story {
         story.prediction = model.top_k(&trace.logits, 1).into_iter().next();
         story.model = model.name.clone();
         Ok(story)
+    }
+
+    /// A story of what [`Explained::new`] computed: the rollout as [`Story::from_model`], or
+    /// with relevance, its maps in place of the rollout's (see [`Story::with_relevance`]).
+    ///
+    /// # Errors
+    /// As [`Story::new`].
+    pub fn from_explained(
+        model: &Model,
+        explained: &Explained,
+        options: &RolloutOptions,
+    ) -> Result<Story> {
+        let story = Story::from_model(model, &explained.trace, options)?;
+        Ok(match &explained.relevance {
+            Some(relevance) => {
+                let class = top_k(&explained.trace.logits, &model.config().labels, usize::MAX)
+                    .into_iter()
+                    .find(|p| p.index == relevance.target());
+                story.with_relevance(relevance, class)
+            }
+            None => story,
+        })
+    }
+
+    /// Shows `relevance` instead of the rollout: every map panel and the figure's final map
+    /// show the class-specific part of the relevance after each block (the map minus what the
+    /// identities and merges alone give), normalized to sum 1, window-aware and naive; captions
+    /// name `class`.
+    pub fn with_relevance(mut self, relevance: &Relevance, class: Option<Prediction>) -> Story {
+        let parts = |maps: Vec<RelevanceMap>| -> Vec<Map> {
+            maps.into_iter().map(|m| class_part_share(&m)).collect()
+        };
+        self.pooled = parts(relevance.maps());
+        self.naive = parts(relevance.naive_maps());
+        self.explanation = Explanation::Relevance;
+        self.explained = class.or_else(|| {
+            Some(Prediction {
+                index: relevance.target(),
+                label: format!("class {}", relevance.target()),
+                probability: f32::NAN,
+            })
+        });
+        self
+    }
+
+    /// The story a template needs of `image` through `model`: the rollout or the relevance
+    /// `explain` asks for and, for a classes figure, the relevance of each top class.
+    ///
+    /// # Errors
+    /// As [`Explained::new`] and [`Story::new`].
+    pub fn for_template(
+        model: &Model,
+        image: &RgbImage,
+        template: &Template,
+        options: &RolloutOptions,
+        explain: &ExplainOptions,
+    ) -> Result<Story> {
+        let explained = Explained::from_rgb(model, image, explain)?;
+        let story = Story::from_explained(model, &explained, options)?;
+        Ok(match (&template.classes, template.mode) {
+            (Some(spec), Mode::Classes) => {
+                let maps = class_maps(model, &explained.trace, spec.count)?;
+                story.with_class_maps(maps)
+            }
+            _ => story,
+        })
+    }
+
+    /// Sets the classes the classes figure shows side by side, each with its relevance.
+    pub fn with_class_maps(mut self, maps: Vec<ClassMap>) -> Story {
+        self.class_maps = maps;
+        self
+    }
+
+    /// The classes of the classes figure.
+    pub fn class_maps(&self) -> &[ClassMap] {
+        &self.class_maps
+    }
+
+    /// The label `{class}` shows: the class relevance explains, else the top prediction.
+    pub fn explained_label(&self) -> &str {
+        self.explained
+            .as_ref()
+            .or(self.prediction.as_ref())
+            .map_or("—", |p| p.label.as_str())
+    }
+
+    /// What `{explanation}` shows: "rollout", or "relevance for “CLASS”".
+    pub fn explanation_name(&self) -> String {
+        match self.explanation {
+            Explanation::Rollout => "rollout".into(),
+            Explanation::Relevance => format!("relevance for “{}”", self.explained_label()),
+        }
     }
 
     /// Sets the prediction the captions show.
@@ -186,6 +299,51 @@ impl Story {
     /// Input pixels per token side in the first stage.
     pub fn patch(&self) -> usize {
         self.patch
+    }
+}
+
+/// The relevance of each of the `count` most probable classes of `trace` (one backward pass
+/// each), most probable first.
+///
+/// # Errors
+/// As [`Model::trace_pixels_with_gradients`].
+pub fn class_maps(model: &Model, trace: &Trace, count: usize) -> Result<Vec<ClassMap>> {
+    model
+        .top_k(&trace.logits, count)
+        .into_iter()
+        .map(|prediction| {
+            let (t, gradients) = model
+                .trace_pixels_with_gradients(trace.pixel_values.clone(), Some(prediction.index))?;
+            let relevance = Relevance::new(&t, &gradients)?;
+            let last = relevance.maps().pop().ok_or_else(|| {
+                Error::InvalidArgument("the trace holds no blocks to explain".into())
+            })?;
+            Ok(ClassMap {
+                prediction,
+                map: class_part_share(&last),
+            })
+        })
+        .collect()
+}
+
+/// The class-specific part of a relevance map as shares summing to 1 (all zeros stay zeros).
+pub fn class_part_share(m: &RelevanceMap) -> Map {
+    let sum: f64 = m
+        .class_part
+        .values
+        .iter()
+        .map(|&v| f64::from(v.max(0.0)))
+        .sum();
+    let scale = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+    Map {
+        height: m.class_part.height,
+        width: m.class_part.width,
+        values: m
+            .class_part
+            .values
+            .iter()
+            .map(|&v| (f64::from(v.max(0.0)) * scale) as f32)
+            .collect(),
     }
 }
 

@@ -18,9 +18,10 @@ use super::colormap::{Colormap, Scale};
 use super::format::{placeholder_names, Format, FormatError};
 use super::text::Align;
 use crate::error::{Error, Result};
+use crate::explain::Explanation;
 
 /// The built-in templates: name, file name (for messages) and text.
-const BUILTIN: [(&str, &str, &str); 5] = [
+const BUILTIN: [(&str, &str, &str); 6] = [
     (
         "explainer",
         "templates/explainer.toml",
@@ -46,6 +47,11 @@ const BUILTIN: [(&str, &str, &str); 5] = [
         "templates/stages.toml",
         include_str!("../../templates/stages.toml"),
     ),
+    (
+        "classes",
+        "templates/classes.toml",
+        include_str!("../../templates/classes.toml"),
+    ),
 ];
 
 /// What a template renders.
@@ -59,6 +65,15 @@ pub enum Mode {
     Mechanism,
     /// One still figure: the input, each stage's pair maps and the final rollout.
     Figure,
+    /// One still figure: the top classes' relevance maps side by side.
+    Classes,
+}
+
+impl Mode {
+    /// Whether the template is one still picture rather than a video.
+    pub fn is_still(self) -> bool {
+        matches!(self, Mode::Figure | Mode::Classes)
+    }
 }
 
 /// How the matrix panel orders tokens.
@@ -232,6 +247,25 @@ pub struct FigureSpec {
     pub alpha: f32,
 }
 
+/// The classes figure: the input, then the relevance of each of the top classes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassesSpec {
+    /// Where it goes.
+    pub place: Rect,
+    /// How many of the most probable classes are shown.
+    pub count: usize,
+    /// Title of the input column.
+    pub input_title: Format,
+    /// Header of each class's column (`{label}`, `{probability}` are that class's).
+    pub title: Format,
+    /// The note under the figure.
+    pub bar: Format,
+    /// Colour map.
+    pub colormap: Colormap,
+    /// Opacity of the maps over the image.
+    pub alpha: f32,
+}
+
 /// The progress track: one segment per block, grouped by stage, with the merges between.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackSpec {
@@ -271,6 +305,8 @@ pub struct Caption {
     pub align: Align,
     /// Which beats it shows in (empty: all).
     pub during: Vec<During>,
+    /// Shown only when the maps show this explanation (`None`: always).
+    pub explain: Option<Explanation>,
 }
 
 /// A parsed, checked template.
@@ -304,6 +340,8 @@ pub struct Template {
     pub naive: Option<OverlaySpec>,
     /// Stage figure, if shown (finale, or the whole still in figure mode).
     pub figure: Option<FigureSpec>,
+    /// The classes figure (the whole still in classes mode).
+    pub classes: Option<ClassesSpec>,
     /// Progress track, if shown.
     pub track: Option<TrackSpec>,
     /// The schematic's grid.
@@ -413,6 +451,11 @@ impl Template {
         if let Some(p) = &self.track {
             add(&p.stage_label);
             add(&p.block_label);
+        }
+        if let Some(p) = &self.classes {
+            for f in [&p.input_title, &p.title, &p.bar] {
+                add(f);
+            }
         }
         if let Some(p) = &self.figure {
             for f in [
@@ -743,6 +786,8 @@ struct RawTemplate {
     #[serde(default)]
     figure: RawFigure,
     #[serde(default)]
+    classes: RawClasses,
+    #[serde(default)]
     track: RawTrack,
     #[serde(default)]
     mechanism: RawMechanism,
@@ -953,6 +998,32 @@ impl Default for RawFigure {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+struct RawClasses {
+    place: Spanned<Place>,
+    count: Spanned<u32>,
+    input_title: Spanned<String>,
+    title: Spanned<String>,
+    bar: Spanned<String>,
+    colormap: Colormap,
+    alpha: Spanned<f64>,
+}
+
+impl Default for RawClasses {
+    fn default() -> Self {
+        RawClasses {
+            place: off(),
+            count: Spanned::new(0..0, 3),
+            input_title: text(""),
+            title: text(""),
+            bar: text(""),
+            colormap: Colormap::Inferno,
+            alpha: num(0.7),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 struct RawTrack {
     place: Spanned<Place>,
     stage_label: Spanned<String>,
@@ -1000,6 +1071,8 @@ struct RawCaption {
     align: Align,
     #[serde(default)]
     during: Vec<During>,
+    #[serde(default)]
+    explain: Option<Explanation>,
 }
 
 impl RawTemplate {
@@ -1169,6 +1242,29 @@ impl RawTemplate {
             })
             .transpose()?;
 
+        let cl = &self.classes;
+        let classes = cx
+            .place(&cl.place, "place", width, height)?
+            .map(|place| -> Result<ClassesSpec> {
+                let count = *cl.count.get_ref() as usize;
+                if !(1..=10).contains(&count) {
+                    return Err(cx.err(
+                        &cl.count.span(),
+                        format!("count = {count} must be a number of classes in [1, 10]"),
+                    ));
+                }
+                Ok(ClassesSpec {
+                    place,
+                    count,
+                    input_title: cx.format(&cl.input_title, "input_title")?,
+                    title: cx.format(&cl.title, "title")?,
+                    bar: cx.format(&cl.bar, "bar")?,
+                    colormap: cl.colormap,
+                    alpha: cx.unit(&cl.alpha, "alpha")?,
+                })
+            })
+            .transpose()?;
+
         let tr = &self.track;
         let track = cx
             .place(&tr.place, "place", width, height)?
@@ -1223,6 +1319,7 @@ impl RawTemplate {
                     },
                     align: c.align,
                     during: c.during.clone(),
+                    explain: c.explain,
                 })
             })
             .collect::<Result<_>>()?;
@@ -1242,12 +1339,14 @@ impl RawTemplate {
             rollout,
             naive,
             figure,
+            classes,
             track,
             mechanism,
             captions,
         };
         let nothing = match template.mode {
             Mode::Figure => template.figure.is_none(),
+            Mode::Classes => template.classes.is_none(),
             _ => {
                 template.image.is_none()
                     && template.matrix.is_none()
@@ -1258,7 +1357,7 @@ impl RawTemplate {
         if nothing {
             return Err(Error::InvalidArgument(format!(
                 "{origin}: every panel is off; place at least one of [image], [matrix], \
-                 [rollout], [naive] (or [figure] for mode = \"figure\")"
+                 [rollout], [naive] (or [figure] for mode = \"figure\", [classes] for mode = \"classes\")"
             )));
         }
         Ok(template)

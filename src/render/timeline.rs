@@ -75,7 +75,7 @@ impl Timeline {
     pub fn new(timing: &Timing, fps: u32, geometries: &[Geometry], mode: Mode) -> Timeline {
         let fps = fps.max(1);
         let mut timing = *timing;
-        if mode == Mode::Figure {
+        if mode.is_still() {
             let finale = Segment {
                 beat: Beat::Finale,
                 start: 0,

@@ -7,7 +7,7 @@ use image::RgbImage;
 use super::image::upscale;
 use super::{draw_hbar, overlay_raster, relative, Ctx, Sampling};
 use crate::render::canvas::{arrow_right, blit, muted, stroke_rect, Rect};
-use crate::render::colormap::{Norm, Scale};
+use crate::render::colormap::{Lut, Norm, Scale};
 use crate::render::format::Vars;
 use crate::render::story::StageMap;
 use crate::render::story::Story;
@@ -15,7 +15,7 @@ use crate::render::template::FigureSpec;
 use crate::render::text::Align;
 
 /// What a tile of the figure shows.
-enum Content {
+pub(super) enum Content {
     /// The input image.
     Image,
     /// A map over a `grid` of stage `stage`, relative to uniform.
@@ -28,35 +28,46 @@ enum Content {
 }
 
 /// One tile: a small title, the picture, a colour bar for maps.
-struct Tile {
-    title: String,
-    content: Content,
+pub(super) struct Tile {
+    pub(super) title: String,
+    pub(super) content: Content,
 }
 
 /// A column: its header and its tiles, stacked.
-struct Column {
-    header: String,
-    tiles: Vec<Tile>,
+pub(super) struct Column {
+    pub(super) header: String,
+    pub(super) tiles: Vec<Tile>,
 }
 
-/// Draws the stage figure into `img` (which already holds the background).
-pub fn draw_figure(img: &mut RgbImage, ctx: &Ctx, spec: &FigureSpec, story: &Story, vars: &Vars) {
-    let place = spec.place;
-    let colors = &ctx.template.colors;
-    let label = ctx.label();
-    let tick = ctx.tick();
-    let (ih, iw) = story.input_size;
-    let aspect = ih as f64 / iw as f64;
-    let lut = spec.colormap.lut();
+/// A figure of columns, left to right, laid out to fill `place`.
+pub(super) struct Columns<'a> {
+    pub(super) place: Rect,
+    pub(super) columns: Vec<Column>,
+    pub(super) lut: &'a Lut,
+    /// Opacity of the maps over the image.
+    pub(super) alpha: f32,
+    /// The line under the figure.
+    pub(super) note: String,
+    /// Whether arrows between the columns say that each feeds the next.
+    pub(super) arrows: bool,
+}
 
-    // Columns: input, one per stage that has pairs, final rollout.
-    let mut columns = vec![Column {
-        header: spec.input_title.render(vars),
+/// The input image as a column of its own.
+pub(super) fn input_column(header: String) -> Column {
+    Column {
+        header,
         tiles: vec![Tile {
             title: String::new(),
             content: Content::Image,
         }],
-    }];
+    }
+}
+
+/// Draws the stage figure into `img` (which already holds the background).
+pub fn draw_figure(img: &mut RgbImage, ctx: &Ctx, spec: &FigureSpec, story: &Story, vars: &Vars) {
+    let lut = spec.colormap.lut();
+    // Columns: input, one per stage that has pairs, final rollout.
+    let mut columns = vec![input_column(spec.input_title.render(vars))];
     let stages = story.geometries.last().map_or(0, |g| g.stage + 1);
     for s in 0..stages {
         let pairs: Vec<&StageMap> = story.stage_maps.iter().filter(|p| p.stage == s).collect();
@@ -117,6 +128,33 @@ pub fn draw_figure(img: &mut RgbImage, ctx: &Ctx, spec: &FigureSpec, story: &Sto
         });
     }
 
+    let figure = Columns {
+        place: spec.place,
+        columns,
+        lut: &lut,
+        alpha: spec.alpha,
+        note: spec.bar.render(vars),
+        arrows: true,
+    };
+    draw_columns(img, ctx, story, &figure);
+}
+
+/// Draws `figure`'s columns, each tile with its title and (maps) colour bar, and its note.
+pub(super) fn draw_columns(img: &mut RgbImage, ctx: &Ctx, story: &Story, figure: &Columns) {
+    let Columns {
+        place,
+        columns,
+        lut,
+        alpha,
+        note,
+        arrows,
+    } = figure;
+    let place = *place;
+    let colors = &ctx.template.colors;
+    let label = ctx.label();
+    let tick = ctx.tick();
+    let (ih, iw) = story.input_size;
+    let aspect = ih as f64 / iw as f64;
     let n_cols = columns.len() as i32;
     let gap = 60;
     let colw = ((place.w - (n_cols - 1) * gap) / n_cols).max(8);
@@ -176,7 +214,7 @@ pub fn draw_figure(img: &mut RgbImage, ctx: &Ctx, spec: &FigureSpec, story: &Sto
                 );
             }
             let ty = y + title_h;
-            let (picture, norm) = tile_raster(story, spec, &lut, &tile.content, w, h);
+            let (picture, norm) = tile_raster(story, *alpha, lut, &tile.content, w, h);
             blit(img, &picture, x, ty);
             stroke_rect(
                 img,
@@ -186,7 +224,7 @@ pub fn draw_figure(img: &mut RgbImage, ctx: &Ctx, spec: &FigureSpec, story: &Sto
                 0.5,
             );
             if let Some(norm) = norm {
-                draw_hbar(img, ctx, Rect::new(x, ty + h + 6, w, bar_h), &lut, &norm, 4);
+                draw_hbar(img, ctx, Rect::new(x, ty + h + 6, w, bar_h), lut, &norm, 4);
             }
             if c == 0 {
                 centre_y = ty + h / 2;
@@ -196,17 +234,16 @@ pub fn draw_figure(img: &mut RgbImage, ctx: &Ctx, spec: &FigureSpec, story: &Sto
     }
 
     // Arrows between columns, in the gaps.
-    for i in 0..n_cols - 1 {
+    for i in 0..if *arrows { n_cols - 1 } else { 0 } {
         let x0 = (col_x(i) + colw) as f32 + 8.0;
         let x1 = col_x(i + 1) as f32 - 8.0;
         arrow_right(img, x0, x1, centre_y as f32, 3.0, colors.accent);
     }
 
-    let note = spec.bar.render(vars);
     if !note.is_empty() {
         ctx.text.draw_top(
             img,
-            &note,
+            note,
             (place.x + place.w / 2) as f32,
             (top + tallest) as f32 + tick.size * 0.8,
             Align::Center,
@@ -218,8 +255,8 @@ pub fn draw_figure(img: &mut RgbImage, ctx: &Ctx, spec: &FigureSpec, story: &Sto
 /// A tile's picture at `w`×`h`, and the norm of its colour bar (maps only).
 fn tile_raster(
     story: &Story,
-    spec: &FigureSpec,
-    lut: &crate::render::colormap::Lut,
+    alpha: f32,
+    lut: &Lut,
     content: &Content,
     w: i32,
     h: i32,
@@ -255,9 +292,7 @@ fn tile_raster(
                 grid.0 as f64 * side / ih as f64 * f64::from(h),
                 grid.1 as f64 * side / iw as f64 * f64::from(w),
             );
-            let raster = overlay_raster(
-                &under, values, *grid, cover, &norm, lut, spec.alpha, *sampling,
-            );
+            let raster = overlay_raster(&under, values, *grid, cover, &norm, lut, alpha, *sampling);
             (raster, Some(norm))
         }
     }

@@ -2,6 +2,7 @@
 //! rasters, lazily per block where that is costly) and then drawn per frame from a
 //! [`Moment`](super::timeline::Moment) without mutating anything.
 
+pub mod classes;
 pub mod figure;
 pub mod image;
 pub mod matrix;

@@ -1,0 +1,43 @@
+//! The classes figure: the input, then what the model looks at for each of its most probable
+//! classes — the class-specific relevance of each, side by side with its probability.
+
+use image::RgbImage;
+
+use super::figure::{draw_columns, input_column, Column, Columns, Content, Tile};
+use super::{relative, Ctx, Sampling};
+use crate::render::format::Vars;
+use crate::render::story::Story;
+use crate::render::template::ClassesSpec;
+
+/// Draws the classes figure into `img` (which already holds the background).
+pub fn draw_classes(img: &mut RgbImage, ctx: &Ctx, spec: &ClassesSpec, story: &Story, vars: &Vars) {
+    let lut = spec.colormap.lut();
+    let mut columns = vec![input_column(spec.input_title.render(vars))];
+    for class in story.class_maps().iter().take(spec.count) {
+        let mut v = vars.clone();
+        v.label = class.prediction.label.clone();
+        v.class = class.prediction.label.clone();
+        v.probability = format!("{:.1}%", class.prediction.probability * 100.0);
+        columns.push(Column {
+            header: spec.title.render(&v),
+            tiles: vec![Tile {
+                title: String::new(),
+                content: Content::Map {
+                    values: relative(&class.map),
+                    grid: (class.map.height, class.map.width),
+                    stage: 0,
+                    sampling: Sampling::Bilinear,
+                },
+            }],
+        });
+    }
+    let figure = Columns {
+        place: spec.place,
+        columns,
+        lut: &lut,
+        alpha: spec.alpha,
+        note: spec.bar.render(vars),
+        arrows: false,
+    };
+    draw_columns(img, ctx, story, &figure);
+}
