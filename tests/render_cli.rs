@@ -245,3 +245,44 @@ fn bad_templates_and_outputs_are_clear_errors() {
         "nothing half-written"
     );
 }
+
+/// The PNG written by `still` with `args`, decoded.
+fn still_png(dir: &Path, name: &str, args: &[&str]) -> image::RgbImage {
+    let out = run(&[&["still"], args, &["-o", name, "--force"]].concat(), dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    image::open(dir.join(name)).unwrap().to_rgb8()
+}
+
+#[test]
+fn relevance_renders_class_specific_maps_and_the_classes_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The explainer at a late block: the rollout, then two classes' relevance.
+    let at = ["--template", "explainer", "--at", "45"];
+    let rollout = still_png(d, "rollout.png", &at);
+    let sandal = still_png(
+        d,
+        "sandal.png",
+        &[&at[..], &["--explain", "relevance"]].concat(),
+    );
+    let sneaker = still_png(
+        d,
+        "sneaker.png",
+        &[&at[..], &["--explain", "relevance", "--class", "Sneaker"]].concat(),
+    );
+    assert_ne!(rollout, sandal, "relevance is not the rollout");
+    assert_ne!(sandal, sneaker, "two classes give different maps");
+    // The default class is the top prediction: naming it changes nothing.
+    let named = still_png(
+        d,
+        "named.png",
+        &[&at[..], &["--explain", "relevance", "--class", "Sandal"]].concat(),
+    );
+    assert_eq!(sandal, named);
+    let classes = still_png(d, "classes.png", &["--template", "classes"]);
+    assert_eq!(classes.dimensions(), (1920, 1080));
+}

@@ -16,7 +16,7 @@ impl Dense {
     /// with respect to the output; `[rows, in]`.
     pub(crate) fn backward_input(&self, dy: &[f32]) -> Result<Vec<f32>> {
         let (k, o) = (self.inputs, self.outputs);
-        if o == 0 || dy.len() % o != 0 {
+        if o == 0 || !dy.len().is_multiple_of(o) {
             return Err(Error::Model(format!(
                 "a layer with {o} outputs got a gradient of {} values",
                 dy.len()
@@ -186,7 +186,7 @@ pub(crate) fn window_attention_backward(
         .zip(probs.par_chunks(heads * n * n))
         .zip(d_out.par_chunks(n * c));
     let run = |scratch: &mut GradScratch,
-               (((d_probs, qkv), probs), d_out): (((&mut [f32], &[f32]), &[f32]), &[f32]),
+               (((d_probs, qkv), probs), d_out): WindowJob<'_>,
                d_qkv: Option<&mut [f32]>| {
         attend_window_backward(GradWindow {
             qkv,
@@ -212,6 +212,9 @@ pub(crate) fn window_attention_backward(
         Ok((d_probs, None))
     }
 }
+
+/// One window's slices of ∂/∂probs, qkv, probs and ∂/∂out, as the parallel zip hands them out.
+type WindowJob<'a> = (((&'a mut [f32], &'a [f32]), &'a [f32]), &'a [f32]);
 
 /// One window's backward: inputs as in [`window_attention_backward`], restricted to the
 /// window; `d_probs` `[heads, n, n]` and `d_qkv` `[n, 3·c]` are written.
