@@ -6,6 +6,7 @@
 - docs/timelapse.gif: the `timelapse` template, scaled to 540x540 at 10 fps (a GIF plays
   inline on a repository page; the MP4 that `render` writes is the full-quality version).
 - docs/stages.png: `swin-rollout still` (the stage figure).
+- docs/classes.png: `swin-rollout still --template classes` (the top classes' relevance).
 - docs/explainer_*.png, docs/mechanism_shifted.png: key frames from the `render_preview`
   example.
 """
@@ -65,11 +66,12 @@ def main():
         run(BIN, "render", SCENE, "--template", "timelapse", "--frames-dir", frames, "--quiet")
         gif(frames, os.path.join(DOCS, "timelapse.gif"))
         run(BIN, "still", SCENE, "-o", os.path.join(DOCS, "stages.png"), "--force")
+        run(BIN, "still", SCENE, "--template", "classes", "-o", os.path.join(DOCS, "classes.png"), "--force")
         keys = os.path.join(tmp, "keys")
         run(PREVIEW, MODEL, SCENE, keys)
         for src, dst in KEY_FRAMES.items():
             shutil.copyfile(os.path.join(keys, src), os.path.join(DOCS, dst))
-    for name in ["stages.png", *KEY_FRAMES.values()]:
+    for name in ["stages.png", "classes.png", *KEY_FRAMES.values()]:
         # 256 colours keep the pictures sharp at a third of the size.
         path = os.path.join(DOCS, name)
         Image.open(path).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
