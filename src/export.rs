@@ -62,27 +62,15 @@ pub fn write_trace(
             &block.attention,
         ));
     }
-    for (k, map) in maps.iter().enumerate() {
-        let shape = [map.height, map.width];
-        arrays.push(Array::f32(format!("rollout_{k:02}"), &shape, &map.values));
-    }
-    if let Some(last) = maps.last() {
-        arrays.push(Array::f32(
-            "rollout",
-            &[last.height, last.width],
-            &last.values,
-        ));
-    }
-    for (k, map) in relevance_maps.iter().enumerate() {
-        let shape = [map.height, map.width];
-        arrays.push(Array::f32(format!("relevance_{k:02}"), &shape, &map.values));
-    }
-    if let Some(last) = relevance_maps.last() {
-        arrays.push(Array::f32(
-            "relevance",
-            &[last.height, last.width],
-            &last.values,
-        ));
+    for (name, maps) in [("rollout", &maps), ("relevance", &relevance_maps)] {
+        // One array per block, and the last block's again under the plain name.
+        for (k, map) in maps.iter().enumerate() {
+            let shape = [map.height, map.width];
+            arrays.push(Array::f32(format!("{name}_{k:02}"), &shape, &map.values));
+        }
+        if let Some(last) = maps.last() {
+            arrays.push(Array::f32(name, &[last.height, last.width], &last.values));
+        }
     }
     if let Some(target) = &target {
         arrays.push(Array::i64("target", &[], target));

@@ -406,6 +406,22 @@ impl PatchMerging {
     }
 }
 
+/// `[C, H, W]` or `[1, C, H, W]` as a batch of one; `what` names the caller in the refusal of
+/// a larger batch.
+fn one_image(pixels: &Tensor, what: &str) -> Result<Tensor> {
+    let pixels = if pixels.rank() == 3 {
+        pixels.unsqueeze(0)?
+    } else {
+        pixels.clone()
+    };
+    if pixels.dim(0)? != 1 {
+        return Err(Error::InvalidArgument(format!(
+            "{what} takes one image at a time"
+        )));
+    }
+    Ok(pixels)
+}
+
 /// What a forward pass keeps for the backward pass, in forward order.
 #[derive(Default)]
 struct Tape {
@@ -527,17 +543,7 @@ impl Swin {
 
     /// Logits and per-block traces of one image (`[C, H, W]` or `[1, C, H, W]`).
     pub fn trace(&self, pixels: &Tensor) -> Result<(Vec<f32>, Vec<BlockTrace>)> {
-        let pixels = if pixels.rank() == 3 {
-            pixels.unsqueeze(0)?
-        } else {
-            pixels.clone()
-        };
-        if pixels.dim(0)? != 1 {
-            return Err(Error::InvalidArgument(
-                "trace takes one image at a time".into(),
-            ));
-        }
-        let out = self.forward(&pixels, true)?;
+        let out = self.forward(&one_image(pixels, "trace")?, true)?;
         Ok((out.logits.flatten_all()?.to_vec1::<f32>()?, out.attentions))
     }
 }

@@ -9,7 +9,7 @@
 use candle_core::Tensor;
 use candle_nn::{Activation, LayerNorm};
 
-use super::{Block, BlockSaved, PatchMerging, Swin, Tape};
+use super::{one_image, Block, BlockSaved, PatchMerging, Swin, Tape};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 use crate::model::kernels::{
@@ -47,16 +47,7 @@ impl Swin {
         pixels: &Tensor,
         target: Option<usize>,
     ) -> Result<(Vec<f32>, Vec<BlockTrace>, AttentionGradients)> {
-        let pixels = if pixels.rank() == 3 {
-            pixels.unsqueeze(0)?
-        } else {
-            pixels.clone()
-        };
-        if pixels.dim(0)? != 1 {
-            return Err(Error::InvalidArgument(
-                "gradients are taken one image at a time".into(),
-            ));
-        }
+        let pixels = one_image(pixels, "the backward pass")?;
         let mut tape = Tape::default();
         let out = self.run(&pixels, true, Some(&mut tape))?;
         let logits = values(&out.logits)?;

@@ -3,8 +3,8 @@
 
 use image::RgbImage;
 
-use super::figure::{draw_columns, input_column, Column, Columns, Content, Tile};
-use super::{relative, Ctx, Sampling};
+use super::figure::{draw_columns, input_column, Column, Columns, Tile};
+use super::Ctx;
 use crate::render::format::Vars;
 use crate::render::story::Story;
 use crate::render::template::ClassesSpec;
@@ -20,15 +20,7 @@ pub fn draw_classes(img: &mut RgbImage, ctx: &Ctx, spec: &ClassesSpec, story: &S
         v.probability = format!("{:.1}%", class.prediction.probability * 100.0);
         columns.push(Column {
             header: spec.title.render(&v),
-            tiles: vec![Tile {
-                title: String::new(),
-                content: Content::Map {
-                    values: relative(&class.map),
-                    grid: (class.map.height, class.map.width),
-                    stage: 0,
-                    sampling: Sampling::Bilinear,
-                },
-            }],
+            tiles: vec![Tile::input_map(&class.map)],
         });
     }
     let figure = Columns {

@@ -13,6 +13,7 @@ use crate::render::story::StageMap;
 use crate::render::story::Story;
 use crate::render::template::FigureSpec;
 use crate::render::text::Align;
+use crate::rollout::Map;
 
 /// What a tile of the figure shows.
 pub(super) enum Content {
@@ -31,6 +32,21 @@ pub(super) enum Content {
 pub(super) struct Tile {
     pub(super) title: String,
     pub(super) content: Content,
+}
+
+impl Tile {
+    /// A map over the first stage's grid, untitled, drawn smooth.
+    pub(super) fn input_map(map: &Map) -> Tile {
+        Tile {
+            title: String::new(),
+            content: Content::Map {
+                values: relative(map),
+                grid: (map.height, map.width),
+                stage: 0,
+                sampling: Sampling::Bilinear,
+            },
+        }
+    }
 }
 
 /// A column: its header and its tiles, stacked.
@@ -116,15 +132,7 @@ pub fn draw_figure(img: &mut RgbImage, ctx: &Ctx, spec: &FigureSpec, story: &Sto
     if let Some(map) = story.pooled.last() {
         columns.push(Column {
             header: spec.final_title.render(vars),
-            tiles: vec![Tile {
-                title: String::new(),
-                content: Content::Map {
-                    values: relative(map),
-                    grid: (map.height, map.width),
-                    stage: 0,
-                    sampling: Sampling::Bilinear,
-                },
-            }],
+            tiles: vec![Tile::input_map(map)],
         });
     }
 
