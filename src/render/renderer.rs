@@ -377,9 +377,9 @@ impl<'a> Renderer<'a> {
             }
             let s = c.text.render(vars);
             let style = Style {
-                size: c.size,
+                size: c.size_in(&self.template.fonts),
                 bold: c.bold,
-                color: c.color,
+                color: self.template.colors.paint(c.color),
             };
             self.text
                 .draw_top(img, &s, c.at.0 as f32, c.at.1 as f32, c.align, &style);

@@ -127,7 +127,7 @@ impl MatrixPanel {
         let global = (0..story.attention.len()).map(max_of).fold(0f32, f32::max);
         let norms = (0..story.attention.len())
             .map(|k| Norm {
-                scale: spec.scale,
+                scale: spec.scale(),
                 lo: 0.0,
                 hi: match spec.range {
                     RangeMode::Global => global,
