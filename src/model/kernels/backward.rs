@@ -16,7 +16,7 @@ impl Dense {
     /// with respect to the output; `[rows, in]`.
     pub(crate) fn backward_input(&self, dy: &[f32]) -> Result<Vec<f32>> {
         let (k, o) = (self.inputs, self.outputs);
-        if o == 0 || dy.len() % o != 0 {
+        if o == 0 || !dy.len().is_multiple_of(o) {
             return Err(Error::Model(format!(
                 "a layer with {o} outputs got a gradient of {} values",
                 dy.len()
@@ -185,8 +185,10 @@ pub(crate) fn window_attention_backward(
         .zip(qkv.par_chunks(n * 3 * c))
         .zip(probs.par_chunks(heads * n * n))
         .zip(d_out.par_chunks(n * c));
+    /// One window's slices: ((∂probs, qkv), probs), ∂out.
+    type WindowSlices<'a> = (((&'a mut [f32], &'a [f32]), &'a [f32]), &'a [f32]);
     let run = |scratch: &mut GradScratch,
-               (((d_probs, qkv), probs), d_out): (((&mut [f32], &[f32]), &[f32]), &[f32]),
+               (((d_probs, qkv), probs), d_out): WindowSlices<'_>,
                d_qkv: Option<&mut [f32]>| {
         attend_window_backward(GradWindow {
             qkv,
