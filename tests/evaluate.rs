@@ -298,3 +298,87 @@ fn cli_rejects_a_model_without_ten_labels() {
         "{err}"
     );
 }
+
+#[test]
+fn relevance_rows_exist_are_in_range_and_deterministic() {
+    let report = shared_report();
+    let csv = report.csv();
+    let names: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    // The rollout rows first, as before, then the relevance rows, then the rest in their old
+    // order.
+    assert_eq!(
+        names,
+        [
+            "window-aware",
+            "naive",
+            "relevance",
+            "naive-relevance",
+            "last-block",
+            "random",
+            "uniform"
+        ]
+    );
+    let md = report.markdown();
+    assert!(
+        md.contains("| window-aware relevance (true class) |"),
+        "{md}"
+    );
+    assert!(md.contains("| naive relevance (shifts ignored) |"), "{md}");
+    let again = run_small(1);
+    for m in [Method::Relevance, Method::NaiveRelevance] {
+        let s = &report.methods[m];
+        for v in [
+            s.mean.pointing,
+            s.mean.mask_mass,
+            s.mean.deletion_auc,
+            s.mean.insertion_auc,
+        ] {
+            assert!((0.0..=1.0).contains(&v), "{m:?}: {v}");
+        }
+        assert_eq!(*s, again.methods[m], "{m:?} is reproducible");
+        for (a, b) in report.per_scene.iter().zip(&again.per_scene) {
+            assert_eq!(a.scores[m], b.scores[m], "{m:?}, scene {}", a.index);
+        }
+    }
+}
+
+#[test]
+fn relevance_differs_from_rollout_and_from_naive_relevance() {
+    let report = shared_report();
+    let differs = |a: Method, b: Method| {
+        report
+            .per_scene
+            .iter()
+            .any(|s| s.scores[a].mask_mass != s.scores[b].mask_mass)
+    };
+    assert!(differs(Method::Relevance, Method::WindowAware));
+    assert!(differs(Method::NaiveRelevance, Method::Naive));
+    // The fixture's shifted blocks make the naive reading another map.
+    assert!(differs(Method::Relevance, Method::NaiveRelevance));
+}
+
+#[test]
+fn the_pass_with_gradients_traces_what_the_plain_pass_does() {
+    // evaluate runs one forward and backward pass and scores the rollout methods on its trace,
+    // so the old rows must not move: same logits and attention, bit for bit.
+    let m = model();
+    let mut preprocessor = m.preprocessor.clone();
+    preprocessor.crop_pct = None;
+    let scene = source().scene(1, 0);
+    let pixels = preprocessor.apply(&scene.image);
+    let plain = m.trace_pixels(pixels.clone()).expect("forward");
+    let (traced, gradients) = m
+        .trace_pixels_with_gradients(pixels, Some(scene.label))
+        .expect("forward and backward");
+    assert_eq!(gradients.target, scene.label, "the true class is explained");
+    assert_eq!(plain.logits, traced.logits);
+    assert_eq!(plain.blocks.len(), traced.blocks.len());
+    for (a, b) in plain.blocks.iter().zip(&traced.blocks) {
+        assert_eq!(a.geometry, b.geometry);
+        assert_eq!(a.attention, b.attention);
+    }
+}

@@ -65,8 +65,8 @@ pub enum Command {
     Templates(TemplatesArgs),
     /// Benchmark the explanations' faithfulness on freshly generated, held-out cluttered
     /// Fashion-MNIST scenes: pointing game, mass in the item's mask, deletion and insertion AUC,
-    /// for the window-aware rollout, the naive rollout, the last block's attention, and random
-    /// and uniform maps.
+    /// for the window-aware rollout and relevance (of the true class), their naive versions, the
+    /// last block's attention, and random and uniform maps.
     #[command(
         after_help = "Example:\n  swin-rollout evaluate --scenes 200 --csv results.csv\n\nNeeds Debian's dataset-fashion-mnist (tools/setup.sh installs it) or SWIN_ROLLOUT_FASHION_MNIST\nnaming a folder with its *-ubyte.gz files. The table goes to standard output, the progress\nbar and the timing to standard error."
     )]

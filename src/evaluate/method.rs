@@ -6,6 +6,7 @@ use super::metrics::normalized;
 use super::{EvaluateOptions, DOMAIN_RANDOM_MAP};
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::relevance::{Relevance, RelevanceMap};
 use crate::rollout::{Map, Rollout, RolloutOptions, SparseAttention};
 use crate::scene::Rng;
 
@@ -16,6 +17,11 @@ pub enum Method {
     WindowAware,
     /// The rollout with every shifted block read as unshifted.
     Naive,
+    /// The class part of the window-aware relevance after the last block, for the scene's
+    /// true class: the relevance map less the baseline that identities and merges alone give.
+    Relevance,
+    /// The same with every shifted block read as unshifted.
+    NaiveRelevance,
     /// The last block's head-fused attention, pooled over its rows.
     LastBlock,
     /// A seeded random map.
@@ -26,9 +32,19 @@ pub enum Method {
 
 /// Every method in report order with its CSV name and its table description. A new method is
 /// a variant, one line here and the arm of [`explanations`] that computes its map.
-const METHODS: [(Method, &str, &str); 5] = [
+const METHODS: [(Method, &str, &str); 7] = [
     (Method::WindowAware, "window-aware", "window-aware rollout"),
     (Method::Naive, "naive", "naive rollout (shifts ignored)"),
+    (
+        Method::Relevance,
+        "relevance",
+        "window-aware relevance (true class)",
+    ),
+    (
+        Method::NaiveRelevance,
+        "naive-relevance",
+        "naive relevance (shifts ignored)",
+    ),
     (Method::LastBlock, "last-block", "last block attention"),
     (Method::Random, "random", "random map"),
     (Method::Uniform, "uniform", "uniform map"),
@@ -129,15 +145,21 @@ impl<'a, T> IntoIterator for &'a ByMethod<T> {
 }
 
 /// The model's logits on the intact scene and every explanation of it, over the first stage's
-/// grid, each summing to 1.
+/// grid, each summing to 1. The relevance explains class `label` (the scene's true class).
+///
+/// One forward and backward pass serves every method: its trace is the plain forward pass's,
+/// bit for bit.
 pub(super) fn explanations(
     model: &Model,
     pixels: Vec<f32>,
+    label: usize,
     options: &EvaluateOptions,
     index: u64,
     grid: (usize, usize),
 ) -> Result<(Vec<f32>, ByMethod<Vec<f64>>)> {
-    let trace = model.trace_pixels(pixels)?;
+    let (trace, gradients) = model.trace_pixels_with_gradients(pixels, Some(label))?;
+    let relevance = Relevance::new(&trace, &gradients)?;
+    drop(gradients);
     let rollout = Rollout::new(&trace, &options.rollout)?;
     if rollout.input_size() != grid {
         return Err(Error::Model(format!(
@@ -157,10 +179,17 @@ pub(super) fn explanations(
             map.values.iter().map(|&v| f64::from(v)).collect(),
         ))
     };
+    // The class part only: the full map adds the baseline (uniform on even grids), which
+    // would swamp the mass in the mask and leaves every ordering unchanged.
+    let last_class_part = |maps: Vec<RelevanceMap>| -> Result<Vec<f64>> {
+        last_map(maps.into_iter().map(|m| m.class_part).collect())
+    };
     let cells = grid.0 * grid.1;
     let maps = ByMethod::try_from_fn(|method| match method {
         Method::WindowAware => last_map(rollout.pooled_maps()),
         Method::Naive => last_map(rollout.naive_pooled_maps()),
+        Method::Relevance => last_class_part(relevance.maps()),
+        Method::NaiveRelevance => last_class_part(relevance.naive_maps()),
         Method::LastBlock => last_block_map(&trace, options, grid),
         Method::Random => {
             let mut rng = Rng::for_stream(options.seed, index, DOMAIN_RANDOM_MAP);

@@ -122,7 +122,14 @@ fn evaluate_scene(
     options: &EvaluateOptions,
 ) -> Result<SceneResult> {
     let pixels = preprocessor.apply(&scene.image);
-    let (logits, maps) = method::explanations(model, pixels.clone(), options, index, layout.grid)?;
+    let (logits, maps) = method::explanations(
+        model,
+        pixels.clone(),
+        scene.label,
+        options,
+        index,
+        layout.grid,
+    )?;
     let probs = softmax(&logits);
     let label = scene.label;
     let predicted = (0..probs.len())
