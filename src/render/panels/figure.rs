@@ -5,7 +5,7 @@
 use image::RgbImage;
 
 use super::image::upscale;
-use super::{draw_hbar, overlay_raster, relative, Ctx, Sampling};
+use super::{draw_hbar, overlay_raster, relative, Ctx, Sampling, Wash};
 use crate::render::canvas::{arrow_right, blit, muted, stroke_rect, Rect};
 use crate::render::colormap::{Lut, Norm, Scale};
 use crate::render::format::Vars;
@@ -300,7 +300,12 @@ fn tile_raster(
                 grid.0 as f64 * side / ih as f64 * f64::from(h),
                 grid.1 as f64 * side / iw as f64 * f64::from(w),
             );
-            let raster = overlay_raster(&under, values, *grid, cover, &norm, lut, alpha, *sampling);
+            let wash = Wash {
+                norm: &norm,
+                lut,
+                alpha,
+            };
+            let raster = overlay_raster(&under, values, *grid, cover, &wash, *sampling);
             (raster, Some(norm))
         }
     }
