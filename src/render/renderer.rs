@@ -13,8 +13,6 @@ use image::RgbImage;
 
 use super::canvas::{blit_mix, solid};
 use super::format::Vars;
-use super::panels::classes::draw_classes;
-use super::panels::figure::draw_figure;
 use super::panels::matrix::{Levels, MatrixPanel};
 use super::panels::{prepare_all, Ctx, Focus, Frame, Layer, Panel, Prepare, Scales};
 use super::story::Story;
@@ -79,15 +77,13 @@ impl<'a> Renderer<'a> {
             figure: OnceLock::new(),
             base,
         };
-        if !template.mode.is_still() {
-            let scales = Scales::new(template, story);
-            let prepare = Prepare {
-                ctx: &r.ctx(),
-                story,
-                scales: &scales,
-            };
-            r.panels = prepare_all(&prepare);
-        }
+        let scales = Scales::new(template, story);
+        let prepare = Prepare {
+            ctx: &r.ctx(),
+            story,
+            scales: &scales,
+        };
+        r.panels = prepare_all(&prepare);
         Ok(r)
     }
 
@@ -166,23 +162,8 @@ impl<'a> Renderer<'a> {
         let m = self.timeline.moment(index);
         let focus = Focus::new(self.story, self.template, &m);
         let vars = self.vars(&focus);
-        let (mut img, stage) = match (self.template.mode, m.beat, &self.template.figure) {
-            (mode, _, _) if mode.is_still() => (self.figure(&vars).clone(), false),
-            (_, Beat::Finale, Some(_)) => {
-                let mut img = self.background.clone();
-                blit_mix(
-                    &mut img,
-                    &self.background,
-                    self.figure(&vars),
-                    m.fade as f32,
-                    0,
-                    0,
-                );
-                (img, false)
-            }
-            _ => (self.background.clone(), true),
-        };
         let ctx = self.ctx();
+        let mut img = self.background.clone();
         let mut f = Frame {
             img: &mut img,
             ctx: &ctx,
@@ -192,14 +173,17 @@ impl<'a> Renderer<'a> {
             vars: &vars,
             base: &self.base,
         };
-        // The stage (unless the figure stands in for it), then what every frame shows.
-        for layer in [Layer::Stage, Layer::Chrome] {
-            if layer == Layer::Stage && !stage {
-                continue;
+        match (self.template.mode, m.beat, &self.template.figure) {
+            (mode, _, _) if mode.is_still() => f.img.clone_from(self.figure(&f)),
+            (_, Beat::Finale, Some(_)) => {
+                let figure = self.figure(&f);
+                blit_mix(f.img, &self.background, figure, m.fade as f32, 0, 0);
             }
-            for p in self.panels.iter().filter(|p| p.layer() == layer) {
-                p.draw(&mut f);
-            }
+            _ => self.draw(&mut f, Layer::Stage),
+        }
+        if !self.template.mode.is_still() {
+            // What every frame of a video shows, over the stage or the figure.
+            self.draw(&mut f, Layer::Chrome);
         }
         self.captions(&mut img, &m, &vars);
         Ok(img)
@@ -212,21 +196,25 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    fn figure(&self, vars: &Vars) -> &RgbImage {
+    /// Draws the panels of `layer` into `f`.
+    fn draw(&self, f: &mut Frame, layer: Layer) {
+        for p in self.panels.iter().filter(|p| p.layer() == layer) {
+            p.draw(f);
+        }
+    }
+
+    /// The still figure, drawn once by the figure panels (with the placeholders of the frame
+    /// `f` that first asks for it: every frame that shows the figure has the same).
+    fn figure(&self, f: &Frame) -> &RgbImage {
         self.figure.get_or_init(|| {
             let mut img = self.background.clone();
-            if let (false, Some(spec)) =
-                (self.template.mode == Mode::Classes, &self.template.figure)
-            {
-                // The figure shows the whole network: its captions speak of the last block.
-                let mut v = vars.clone();
-                let last = self.story.geometries.len() - 1;
-                self.story.set_block_vars(&mut v, last);
-                draw_figure(&mut img, &self.ctx(), spec, self.story, &v);
-            }
-            if let (Mode::Classes, Some(spec)) = (self.template.mode, &self.template.classes) {
-                draw_classes(&mut img, &self.ctx(), spec, self.story, vars);
-            }
+            self.draw(
+                &mut Frame {
+                    img: &mut img,
+                    ..*f
+                },
+                Layer::Figure,
+            );
             img
         })
     }

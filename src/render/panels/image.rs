@@ -62,7 +62,7 @@ pub struct ImagePanel {
 
 /// The image panel, if the template has one and it is not the schematic's.
 pub fn prepare(p: &Prepare) -> Option<Box<dyn Panel>> {
-    let spec = p.template().image.as_ref()?;
+    let spec = p.video(&p.template().image)?;
     if p.template().mode == Mode::Mechanism {
         return None;
     }

@@ -110,7 +110,7 @@ impl MatrixPanel {
     /// Lays the panel out on the shared attention scale; None without a matrix section.
     pub fn new(p: &Prepare) -> Option<MatrixPanel> {
         let (ctx, story) = (p.ctx, p.story);
-        let spec = p.template().matrix.as_ref()?;
+        let spec = p.video(&p.template().matrix)?;
         let place = spec.place;
         let top = ctx.title_height();
         let note = ctx.note_height(&spec.note);

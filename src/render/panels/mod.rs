@@ -51,6 +51,9 @@ pub enum Layer {
     Stage,
     /// On every frame of a video, over the stage or the figure (the progress track).
     Chrome,
+    /// Once, into the still figure that a figure template is made of or that the finale
+    /// fades in (the stage and classes figures).
+    Figure,
 }
 
 /// Builds a panel, or None where the template does not ask for it.
@@ -58,6 +61,8 @@ pub type Maker = fn(&Prepare) -> Option<Box<dyn Panel>>;
 
 /// Every panel, in drawing order.
 pub const PANELS: &[Maker] = &[
+    figure::prepare,
+    classes::prepare,
     image::prepare,
     schematic::prepare,
     matrix::prepare,
@@ -80,6 +85,14 @@ impl Prepare<'_> {
     /// The template.
     pub fn template(&self) -> &Template {
         self.ctx.template
+    }
+
+    /// A section of a video template's stage or chrome: None in a figure template, which
+    /// shows its figure alone.
+    pub fn video<'s, T>(&self, section: &'s Option<T>) -> Option<&'s T> {
+        section
+            .as_ref()
+            .filter(|_| !self.template().mode.is_still())
     }
 }
 

@@ -52,13 +52,13 @@ pub struct OverlayPanel {
 
 /// The rollout panel, if the template has one.
 pub fn prepare_rollout(p: &Prepare) -> Option<Box<dyn Panel>> {
-    let spec = p.template().rollout.as_ref()?;
+    let spec = p.video(&p.template().rollout)?;
     Some(Box::new(OverlayPanel::new(p, spec, &p.story.pooled)))
 }
 
 /// The naive-rollout panel, if the template has one.
 pub fn prepare_naive(p: &Prepare) -> Option<Box<dyn Panel>> {
-    let spec = p.template().naive.as_ref()?;
+    let spec = p.video(&p.template().naive)?;
     Some(Box::new(OverlayPanel::new(p, spec, &p.story.naive)))
 }
 

@@ -52,7 +52,7 @@ pub struct SchematicPanel {
 
 /// The schematic grid, in the image section's place, if the template is the mechanism's.
 pub fn prepare(p: &Prepare) -> Option<Box<dyn Panel>> {
-    let spec = p.template().image.as_ref()?;
+    let spec = p.video(&p.template().image)?;
     if p.template().mode != Mode::Mechanism {
         return None;
     }

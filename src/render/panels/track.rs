@@ -20,12 +20,9 @@ pub struct TrackPanel {
     spec: TrackSpec,
 }
 
-/// The track, if the template has one and is a video.
+/// The track, if the template (a video's) has one.
 pub fn prepare(p: &Prepare) -> Option<Box<dyn Panel>> {
-    let spec = p.template().track.as_ref()?;
-    if p.template().mode.is_still() {
-        return None;
-    }
+    let spec = p.video(&p.template().track)?;
     Some(Box::new(TrackPanel { spec: spec.clone() }))
 }
 
