@@ -295,14 +295,10 @@ fn upsample_grid(g: &[f32]) -> Vec<f32> {
 
 /// Alpha-composites a `w × h` intensity patch at (x, y) (may overhang the canvas) in `colour`
 /// with `opacity`: alpha = opacity·I/255, canvas = (1 − alpha)·canvas + alpha·colour.
-#[allow(clippy::too_many_arguments)]
 fn composite(
     canvas: &mut [f32],
-    inten: &[f32],
-    w: usize,
-    h: usize,
-    x: i64,
-    y: i64,
+    (inten, w, h): (&[f32], usize, usize),
+    (x, y): (i64, i64),
     colour: [f32; 3],
     opacity: f64,
 ) {
@@ -364,12 +360,12 @@ fn make_scene(rng: &mut Rng, src: &SceneSource) -> Scene {
         let py = rng.int_inclusive(-((h / 2) as i64), C - 1 - (h / 2) as i64);
         let colour = tint(rng);
         let opacity = rng.uniform(0.25, 0.55);
-        composite(&mut canvas, &inten, w, h, px, py, colour, opacity);
+        composite(&mut canvas, (&inten, w, h), (px, py), colour, opacity);
     }
     // 10: the main item, fully opaque where the glyph is 255.
     let size = size as usize;
     let inten = resize_glyph(src.glyph(k), GLYPH, GLYPH, size, size);
-    composite(&mut canvas, &inten, size, size, x0, y0, c_main, 1.0);
+    composite(&mut canvas, (&inten, size, size), (x0, y0), c_main, 1.0);
     // 11: round half to even, as `np.rint`.
     let pixels: Vec<u8> = canvas
         .iter()

@@ -169,48 +169,16 @@ pub fn stroke_rect(img: &mut RgbImage, r: Rect, t: i32, c: Rgb, alpha: f32) {
     );
 }
 
-/// A horizontal dashed line from `x0` to `x1` at row `y`, `t` thick.
-#[allow(clippy::too_many_arguments)]
-pub fn dashed_hline(
+/// An antialiased line segment from `(x0, y0)` to `(x1, y1)` of width `w`, drawn as the set of
+/// pixels within `w/2` of the segment with a one-pixel soft edge.
+pub fn line(
     img: &mut RgbImage,
-    x0: i32,
-    x1: i32,
-    y: i32,
-    t: i32,
-    dash: i32,
+    (x0, y0): (f32, f32),
+    (x1, y1): (f32, f32),
+    w: f32,
     c: Rgb,
     alpha: f32,
 ) {
-    let mut x = x0;
-    while x < x1 {
-        blend_rect(img, Rect::new(x, y, dash.min(x1 - x), t), c, alpha);
-        x += 2 * dash;
-    }
-}
-
-/// A vertical dashed line from `y0` to `y1` at column `x`, `t` thick.
-#[allow(clippy::too_many_arguments)]
-pub fn dashed_vline(
-    img: &mut RgbImage,
-    x: i32,
-    y0: i32,
-    y1: i32,
-    t: i32,
-    dash: i32,
-    c: Rgb,
-    alpha: f32,
-) {
-    let mut y = y0;
-    while y < y1 {
-        blend_rect(img, Rect::new(x, y, t, dash.min(y1 - y)), c, alpha);
-        y += 2 * dash;
-    }
-}
-
-/// An antialiased line segment of width `w`, drawn as the set of pixels within `w/2` of the
-/// segment with a one-pixel soft edge.
-#[allow(clippy::too_many_arguments)]
-pub fn line(img: &mut RgbImage, x0: f32, y0: f32, x1: f32, y1: f32, w: f32, c: Rgb, alpha: f32) {
     let half = w / 2.0;
     let minx = (x0.min(x1) - half - 1.0).floor() as i32;
     let maxx = (x0.max(x1) + half + 1.0).ceil() as i32;
@@ -234,7 +202,6 @@ pub fn line(img: &mut RgbImage, x0: f32, y0: f32, x1: f32, y1: f32, w: f32, c: R
 }
 
 /// A filled, antialiased triangle.
-#[allow(clippy::too_many_arguments)]
 pub fn triangle(img: &mut RgbImage, p: [(f32, f32); 3], c: Rgb, alpha: f32) {
     let minx = p.iter().map(|q| q.0).fold(f32::INFINITY, f32::min).floor() as i32 - 1;
     let maxx = p
@@ -285,7 +252,7 @@ pub fn triangle(img: &mut RgbImage, p: [(f32, f32); 3], c: Rgb, alpha: f32) {
 /// A right-pointing arrow from `(x0, y)` to `(x1, y)` with a filled head.
 pub fn arrow_right(img: &mut RgbImage, x0: f32, x1: f32, y: f32, w: f32, c: Rgb) {
     let head = (w * 4.0).max(10.0);
-    line(img, x0, y, x1 - head * 0.8, y, w, c, 1.0);
+    line(img, (x0, y), (x1 - head * 0.8, y), w, c, 1.0);
     triangle(
         img,
         [
@@ -420,7 +387,7 @@ mod tests {
         let mut img = solid(10, 10, Rgb::BLACK);
         fill_rect(&mut img, Rect::new(-5, -5, 8, 8), Rgb::WHITE);
         stroke_rect(&mut img, Rect::new(8, 8, 10, 10), 2, Rgb::WHITE, 1.0);
-        line(&mut img, -20.0, 5.0, 30.0, 5.0, 3.0, Rgb::WHITE, 1.0);
+        line(&mut img, (-20.0, 5.0), (30.0, 5.0), 3.0, Rgb::WHITE, 1.0);
         blit_scaled(&mut img, &solid(3, 3, Rgb::WHITE), Rect::new(7, -3, 9, 9));
         assert_eq!(img.get_pixel(0, 0).0, [255, 255, 255]);
         assert_eq!(img.get_pixel(4, 9).0, [0, 0, 0]);

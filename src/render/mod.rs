@@ -21,10 +21,11 @@
 //! can be rendered on any number of threads, in any order, with identical bytes.
 //!
 //! Modules, one per concept: [`template`] (TOML templates), [`timeline`] (frame → moment),
-//! [`story`] (the data), [`panels`] (image + windows, matrix, rollout, stage figure, progress
-//! track),
-//! [`mechanism`] (the schematic), [`canvas`], [`text`] and [`colormap`] (drawing), [`format`]
-//! (caption placeholders), [`windows`] (window pieces and shift regions).
+//! [`story`] (the data), [`panels`] (the [`Panel`](panels::Panel) seam and every panel: image +
+//! windows, schematic grid, matrix, rollout, progress track; the stage and classes figures; the
+//! colour scales panels share), [`mechanism`] (the schematic's synthetic story), [`canvas`],
+//! [`text`] and [`colormap`] (drawing), [`format`] (caption placeholders), [`windows`] (window
+//! pieces and shift regions).
 
 pub mod canvas;
 pub mod colormap;

@@ -6,19 +6,15 @@
 //! bytes whichever thread gets there first — so frames are byte-identical whatever order and
 //! however many threads render them.
 
+use std::any::Any;
 use std::sync::OnceLock;
 
 use image::RgbImage;
 
 use super::canvas::{blit_mix, solid};
 use super::format::Vars;
-use super::mechanism::{mark_masked, GridState, SchematicPanel};
-use super::panels::classes::draw_classes;
-use super::panels::figure::draw_figure;
-use super::panels::image::{ImagePanel, ImageState};
-use super::panels::matrix::{Levels, MatrixPanel, MatrixState};
-use super::panels::overlay::{OverlayPanel, OverlayState};
-use super::panels::Ctx;
+use super::panels::matrix::{Levels, MatrixPanel};
+use super::panels::{prepare_all, Ctx, Focus, Frame, Layer, Panel, Prepare, Scales};
 use super::story::Story;
 use super::template::{During, Mode, Order, Template};
 use super::text::{Style, Typesetter};
@@ -34,11 +30,8 @@ pub struct Renderer<'a> {
     timeline: Timeline,
     text: Typesetter,
     background: image::RgbImage,
-    image: Option<ImagePanel>,
-    schematic: Option<SchematicPanel>,
-    matrix: Option<MatrixPanel>,
-    rollout: Option<OverlayPanel>,
-    naive: Option<OverlayPanel>,
+    /// The panels, in drawing order.
+    panels: Vec<Box<dyn Panel>>,
     figure: OnceLock<RgbImage>,
     base: Vars,
 }
@@ -73,52 +66,32 @@ impl<'a> Renderer<'a> {
         }
         extra.push_str(&story.model);
         let text = Typesetter::new(&template.text_styles(), &extra)?;
-        let base = base_vars(story);
+        let base = story.base_vars();
         let mut r = Renderer {
             story,
             template,
             timeline,
             text,
             background: solid(template.width, template.height, template.colors.background),
-            image: None,
-            schematic: None,
-            matrix: None,
-            rollout: None,
-            naive: None,
+            panels: Vec::new(),
             figure: OnceLock::new(),
             base,
         };
-        if !template.mode.is_still() {
-            let ctx = Ctx {
-                text: &r.text,
-                template,
-            };
-            if let Some(spec) = &template.image {
-                if template.mode == Mode::Mechanism {
-                    r.schematic = Some(SchematicPanel::new(&ctx, spec));
-                } else {
-                    r.image = Some(ImagePanel::new(&ctx, spec, story));
-                }
-            }
-            r.matrix = template
-                .matrix
-                .as_ref()
-                .map(|spec| MatrixPanel::new(&ctx, spec, story));
-            let naive_on = template.naive.is_some();
-            r.rollout = template.rollout.as_ref().map(|spec| {
-                let with: &[crate::rollout::Map] = if naive_on { &story.naive } else { &[] };
-                OverlayPanel::new(&ctx, spec, story, &story.pooled, with)
-            });
-            r.naive = template.naive.as_ref().map(|spec| {
-                let with: &[crate::rollout::Map] = if r.rollout.is_some() {
-                    &story.pooled
-                } else {
-                    &[]
-                };
-                OverlayPanel::new(&ctx, spec, story, &story.naive, with)
-            });
-        }
+        let scales = Scales::new(template, story);
+        let prepare = Prepare {
+            ctx: &r.ctx(),
+            story,
+            scales: &scales,
+        };
+        r.panels = prepare_all(&prepare);
         Ok(r)
+    }
+
+    /// The matrix panel, if the template shows one.
+    fn matrix(&self) -> Option<&MatrixPanel> {
+        self.panels
+            .iter()
+            .find_map(|p| (p.as_ref() as &dyn Any).downcast_ref::<MatrixPanel>())
     }
 
     /// Number of frames the timeline implies.
@@ -144,7 +117,7 @@ impl<'a> Renderer<'a> {
     /// The matrix panel's level raster of block `block` (fully filled) in `order`
     /// (token or window), or None without a matrix panel or such a block.
     pub fn matrix_levels(&self, block: usize, order: Order) -> Option<Levels> {
-        let m = self.matrix.as_ref()?;
+        let m = self.matrix()?;
         if block >= self.story.geometries.len() {
             return None;
         }
@@ -154,7 +127,7 @@ impl<'a> Renderer<'a> {
 
     /// The canvas rectangle of the matrix square, if the template shows the matrix.
     pub fn matrix_square(&self) -> Option<super::canvas::Rect> {
-        self.matrix.as_ref().map(|m| m.square)
+        self.matrix().map(|m| m.square)
     }
 
     /// The canvas rectangle of the matrix entry (`query`, `key`) of `block` in `order`.
@@ -165,7 +138,7 @@ impl<'a> Renderer<'a> {
         key: u32,
         order: Order,
     ) -> Option<super::canvas::Rect> {
-        let m = self.matrix.as_ref()?;
+        let m = self.matrix()?;
         let u = if order == Order::Window { 0.0 } else { 1.0 };
         Some(m.cell(self.story, block, query, key, u))
     }
@@ -187,28 +160,31 @@ impl<'a> Renderer<'a> {
             )));
         }
         let m = self.timeline.moment(index);
-        let vars = self.vars(&m);
-        let mut img = match (self.template.mode, m.beat, &self.template.figure) {
-            (mode, _, _) if mode.is_still() => self.figure(&vars).clone(),
-            (_, Beat::Finale, Some(_)) => {
-                let mut img = self.background.clone();
-                blit_mix(
-                    &mut img,
-                    &self.background,
-                    self.figure(&vars),
-                    m.fade as f32,
-                    0,
-                    0,
-                );
-                img
-            }
-            _ => {
-                let mut img = self.background.clone();
-                self.panels(&mut img, &m, &vars);
-                img
-            }
+        let focus = Focus::new(self.story, self.template, &m);
+        let vars = self.vars(&focus);
+        let ctx = self.ctx();
+        let mut img = self.background.clone();
+        let mut f = Frame {
+            img: &mut img,
+            ctx: &ctx,
+            story: self.story,
+            moment: &m,
+            focus,
+            vars: &vars,
+            base: &self.base,
         };
-        self.track(&mut img, &m);
+        match (self.template.mode, m.beat, &self.template.figure) {
+            (mode, _, _) if mode.is_still() => f.img.clone_from(self.figure(&f)),
+            (_, Beat::Finale, Some(_)) => {
+                let figure = self.figure(&f);
+                blit_mix(f.img, &self.background, figure, m.fade as f32, 0, 0);
+            }
+            _ => self.draw(&mut f, Layer::Stage),
+        }
+        if !self.template.mode.is_still() {
+            // What every frame of a video shows, over the stage or the figure.
+            self.draw(&mut f, Layer::Chrome);
+        }
         self.captions(&mut img, &m, &vars);
         Ok(img)
     }
@@ -220,140 +196,27 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    fn figure(&self, vars: &Vars) -> &RgbImage {
+    /// Draws the panels of `layer` into `f`.
+    fn draw(&self, f: &mut Frame, layer: Layer) {
+        for p in self.panels.iter().filter(|p| p.layer() == layer) {
+            p.draw(f);
+        }
+    }
+
+    /// The still figure, drawn once by the figure panels (with the placeholders of the frame
+    /// `f` that first asks for it: every frame that shows the figure has the same).
+    fn figure(&self, f: &Frame) -> &RgbImage {
         self.figure.get_or_init(|| {
             let mut img = self.background.clone();
-            if let (false, Some(spec)) =
-                (self.template.mode == Mode::Classes, &self.template.figure)
-            {
-                // The figure shows the whole network: its captions speak of the last block.
-                let mut v = vars.clone();
-                let last = self.story.geometries.len() - 1;
-                self.block_vars(&mut v, last);
-                draw_figure(&mut img, &self.ctx(), spec, self.story, &v);
-            }
-            if let (Mode::Classes, Some(spec)) = (self.template.mode, &self.template.classes) {
-                draw_classes(&mut img, &self.ctx(), spec, self.story, vars);
-            }
+            self.draw(
+                &mut Frame {
+                    img: &mut img,
+                    ..*f
+                },
+                Layer::Figure,
+            );
             img
         })
-    }
-
-    /// The block whose state a beat shows, with its fill and order progress.
-    fn block_state(&self, m: &Moment) -> (usize, f64, f64) {
-        let last = self.story.geometries.len() - 1;
-        match m.beat {
-            Beat::Intro => (0, 0.0, 0.0),
-            Beat::Block(k) => (k, m.fill, m.reorder),
-            Beat::Merge { from, .. } => (from, 1.0, 1.0),
-            Beat::Finale => (last, 1.0, 1.0),
-        }
-    }
-
-    /// The query (token) being filled in block `k` at `fill`, in window order.
-    fn current_query(&self, k: usize, fill: f64) -> Option<u32> {
-        if !(fill > 0.0 && fill < 1.0) {
-            return None;
-        }
-        let a = &self.story.attention[k];
-        let n = a.tokens();
-        let q = ((fill * n as f64).round() as usize).clamp(1, n) - 1;
-        a.index_image()
-            .iter()
-            .filter(|&&t| t != crate::geometry::Geometry::PADDING)
-            .nth(q)
-            .copied()
-    }
-
-    fn panels(&self, img: &mut RgbImage, m: &Moment, vars: &Vars) {
-        let ctx = self.ctx();
-        let t = self.template;
-        let (k, fill, reorder) = self.block_state(m);
-        let query = self.current_query(k, fill);
-        let g = &self.story.geometries[k];
-        let window = query.map(|q| window_place(g, q as usize / g.width, q as usize % g.width).0);
-
-        if let (Some(p), Some(spec)) = (&self.image, &t.image) {
-            let state = match m.beat {
-                Beat::Intro => ImageState::Plain {
-                    tokens: m.progress as f32,
-                },
-                Beat::Merge { from, to } => ImageState::Merge {
-                    from,
-                    to,
-                    progress: m.progress as f32,
-                },
-                _ => ImageState::Block { block: k, window },
-            };
-            p.draw(img, &ctx, spec, self.story, state, vars);
-        }
-        if let (Some(p), Some(spec)) = (&self.schematic, &t.image) {
-            let state = match m.beat {
-                Beat::Intro => GridState::Plain,
-                Beat::Merge { from, to } => GridState::Merge {
-                    from,
-                    to,
-                    progress: m.progress as f32,
-                },
-                _ => GridState::Block { block: k, query },
-            };
-            let lut = self.matrix.as_ref().map(|mp| mp.lut().clone());
-            let lut = lut.unwrap_or_else(|| super::colormap::Colormap::Magma.lut());
-            let norm = self.matrix.as_ref().and_then(|mp| mp.norm(k));
-            p.draw(img, &ctx, spec, self.story, state, (&lut, norm), vars);
-        }
-        if let (Some(p), Some(spec)) = (&self.matrix, &t.matrix) {
-            let state = match m.beat {
-                Beat::Intro => MatrixState::Empty,
-                Beat::Merge { from, to } => MatrixState::Merge {
-                    from,
-                    to,
-                    progress: m.progress,
-                },
-                _ => MatrixState::Block {
-                    block: k,
-                    fill,
-                    reorder,
-                },
-            };
-            p.draw(img, &ctx, spec, self.story, state, vars);
-            if self.story.is_schematic() && matches!(state, MatrixState::Block { .. }) {
-                mark_masked(img, p, self.story, k, fill, p.order_mix(reorder));
-            }
-        }
-        for (panel, spec, maps_len) in [
-            (&self.rollout, &t.rollout, self.story.pooled.len()),
-            (&self.naive, &t.naive, self.story.naive.len()),
-        ] {
-            if let (Some(p), Some(spec)) = (panel, spec) {
-                let state = match m.beat {
-                    Beat::Intro => OverlayState::Plain,
-                    Beat::Block(b) => OverlayState::Block {
-                        block: b,
-                        crossfade: m.crossfade,
-                    },
-                    _ => OverlayState::Block {
-                        block: k.min(maps_len.saturating_sub(1)),
-                        crossfade: 1.0,
-                    },
-                };
-                p.draw(img, &ctx, spec, state, vars);
-            }
-        }
-    }
-
-    fn track(&self, img: &mut RgbImage, m: &Moment) {
-        if let (Some(spec), false) = (&self.template.track, self.template.mode.is_still()) {
-            super::panels::track::draw_track(
-                img,
-                &self.ctx(),
-                spec,
-                self.story,
-                m,
-                &self.base,
-                |v, k| self.block_vars(v, k),
-            );
-        }
     }
 
     fn captions(&self, img: &mut RgbImage, m: &Moment, vars: &Vars) {
@@ -386,42 +249,12 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    /// Fills the block-dependent placeholders for block `k`.
-    fn block_vars(&self, v: &mut Vars, k: usize) {
-        let g = &self.story.geometries[k];
-        v.stage = g.stage + 1;
-        v.block = g.block + 1;
-        v.blocks = self
-            .story
-            .geometries
-            .iter()
-            .filter(|o| o.stage == g.stage)
-            .count();
-        v.layer = k + 1;
-        v.shift = g.shift;
-        v.window = g.window;
-        v.windows = g.windows();
-        v.height = g.height;
-        v.width = g.width;
-        v.heads = self.story.heads.get(k).copied().unwrap_or(0);
-        v.patch = self.story.patch << g.stage;
-        let next = self
-            .story
-            .geometries
-            .get(k + 1)
-            .filter(|n| n.stage != g.stage);
-        (v.next_height, v.next_width) = match next {
-            Some(n) => (n.height, n.width),
-            None => g.merged_size(),
-        };
-    }
-
-    fn vars(&self, m: &Moment) -> Vars {
+    fn vars(&self, focus: &Focus) -> Vars {
         let mut v = self.base.clone();
-        let (k, fill, reorder) = self.block_state(m);
-        self.block_vars(&mut v, k);
+        let (k, fill) = (focus.block, focus.fill);
+        self.story.set_block_vars(&mut v, k);
         let n = self.story.attention[k].tokens();
-        if let Some(q) = self.current_query(k, fill) {
+        if let Some(q) = focus.query {
             let g = &self.story.geometries[k];
             let (w, _) = window_place(g, q as usize / g.width, q as usize % g.width);
             v.filling = w + 1;
@@ -438,30 +271,7 @@ impl<'a> Renderer<'a> {
                 .map_or(0, |&t| t as usize);
             v.filled = if fill > 0.0 { n } else { 0 };
         }
-        let u = self.matrix.as_ref().map_or(1.0, |p| p.order_mix(reorder));
-        v.window_order = u < 0.5;
+        v.window_order = focus.order < 0.5;
         v
-    }
-}
-
-/// The placeholders that never change within a video.
-fn base_vars(story: &Story) -> Vars {
-    let (label, probability) = match &story.prediction {
-        Some(p) => (p.label.clone(), format!("{:.1}%", p.probability * 100.0)),
-        None => ("—".into(), "—".into()),
-    };
-    Vars {
-        model: story.model.clone(),
-        label,
-        probability,
-        stages: story.geometries.last().map_or(0, |g| g.stage + 1),
-        layers: story.geometries.len(),
-        fusion: story.options.fusion.to_string(),
-        residual: story.options.residual,
-        image_height: story.input_size.0,
-        image_width: story.input_size.1,
-        class: story.explained_label().to_string(),
-        explanation: story.explanation_name(),
-        ..Vars::default()
     }
 }

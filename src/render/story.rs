@@ -10,6 +10,7 @@ use crate::geometry::Geometry;
 use crate::model::{top_k, Model, Prediction};
 use crate::preprocess::Preprocessor;
 use crate::relevance::{Relevance, RelevanceMap};
+use crate::render::format::Vars;
 use crate::render::template::{Mode, Template};
 use crate::rollout::{Map, PairMap, Rollout, RolloutOptions, SparseAttention};
 use crate::trace::Trace;
@@ -299,6 +300,53 @@ impl Story {
     /// Input pixels per token side in the first stage.
     pub fn patch(&self) -> usize {
         self.patch
+    }
+
+    /// The caption placeholders that never change within a video.
+    pub(crate) fn base_vars(&self) -> Vars {
+        let (label, probability) = match &self.prediction {
+            Some(p) => (p.label.clone(), format!("{:.1}%", p.probability * 100.0)),
+            None => ("—".into(), "—".into()),
+        };
+        Vars {
+            model: self.model.clone(),
+            label,
+            probability,
+            stages: self.geometries.last().map_or(0, |g| g.stage + 1),
+            layers: self.geometries.len(),
+            fusion: self.options.fusion.to_string(),
+            residual: self.options.residual,
+            image_height: self.input_size.0,
+            image_width: self.input_size.1,
+            class: self.explained_label().to_string(),
+            explanation: self.explanation_name(),
+            ..Vars::default()
+        }
+    }
+
+    /// Fills the block-dependent placeholders for block `k`.
+    pub(crate) fn set_block_vars(&self, v: &mut Vars, k: usize) {
+        let g = &self.geometries[k];
+        v.stage = g.stage + 1;
+        v.block = g.block + 1;
+        v.blocks = self
+            .geometries
+            .iter()
+            .filter(|o| o.stage == g.stage)
+            .count();
+        v.layer = k + 1;
+        v.shift = g.shift;
+        v.window = g.window;
+        v.windows = g.windows();
+        v.height = g.height;
+        v.width = g.width;
+        v.heads = self.heads.get(k).copied().unwrap_or(0);
+        v.patch = self.patch << g.stage;
+        let next = self.geometries.get(k + 1).filter(|n| n.stage != g.stage);
+        (v.next_height, v.next_width) = match next {
+            Some(n) => (n.height, n.width),
+            None => g.merged_size(),
+        };
     }
 }
 

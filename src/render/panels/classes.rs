@@ -4,13 +4,38 @@
 use image::RgbImage;
 
 use super::figure::{draw_columns, input_column, Column, Columns, Tile};
-use super::Ctx;
+use super::{Ctx, Frame, Layer, Panel, Prepare};
 use crate::render::format::Vars;
 use crate::render::story::Story;
-use crate::render::template::ClassesSpec;
+use crate::render::template::{ClassesSpec, Mode};
+
+/// The classes figure.
+#[derive(Debug)]
+pub struct ClassesPanel {
+    spec: ClassesSpec,
+}
+
+/// The classes figure, if the template is a classes template with a classes section.
+pub fn prepare(p: &Prepare) -> Option<Box<dyn Panel>> {
+    let spec = p.template().classes.as_ref()?;
+    if p.template().mode != Mode::Classes {
+        return None;
+    }
+    Some(Box::new(ClassesPanel { spec: spec.clone() }))
+}
+
+impl Panel for ClassesPanel {
+    fn layer(&self) -> Layer {
+        Layer::Figure
+    }
+
+    fn draw(&self, f: &mut Frame) {
+        draw_classes(f.img, f.ctx, &self.spec, f.story, f.vars);
+    }
+}
 
 /// Draws the classes figure into `img` (which already holds the background).
-pub fn draw_classes(img: &mut RgbImage, ctx: &Ctx, spec: &ClassesSpec, story: &Story, vars: &Vars) {
+fn draw_classes(img: &mut RgbImage, ctx: &Ctx, spec: &ClassesSpec, story: &Story, vars: &Vars) {
     let lut = spec.colormap.lut();
     let mut columns = vec![input_column(spec.input_title.render(vars))];
     for class in story.class_maps().iter().take(spec.count) {

@@ -5,13 +5,15 @@
 use image::RgbImage;
 
 use super::image::upscale;
-use super::{draw_hbar, overlay_raster, relative, Ctx, Sampling};
+use super::{
+    draw_hbar, overlay_raster, relative, Ctx, Frame, Layer, Panel, Prepare, Sampling, Wash,
+};
 use crate::render::canvas::{arrow_right, blit, muted, stroke_rect, Rect};
 use crate::render::colormap::{Lut, Norm, Scale};
 use crate::render::format::Vars;
 use crate::render::story::StageMap;
 use crate::render::story::Story;
-use crate::render::template::FigureSpec;
+use crate::render::template::{FigureSpec, Mode};
 use crate::render::text::Align;
 use crate::rollout::Map;
 
@@ -79,8 +81,36 @@ pub(super) fn input_column(header: String) -> Column {
     }
 }
 
+/// The stage figure.
+#[derive(Debug)]
+pub struct FigurePanel {
+    spec: FigureSpec,
+}
+
+/// The stage figure, if the template has one (a classes template shows its classes instead).
+pub fn prepare(p: &Prepare) -> Option<Box<dyn Panel>> {
+    let spec = p.template().figure.as_ref()?;
+    if p.template().mode == Mode::Classes {
+        return None;
+    }
+    Some(Box::new(FigurePanel { spec: spec.clone() }))
+}
+
+impl Panel for FigurePanel {
+    fn layer(&self) -> Layer {
+        Layer::Figure
+    }
+
+    fn draw(&self, f: &mut Frame) {
+        // The figure shows the whole network: its captions speak of the last block.
+        let mut v = f.vars.clone();
+        f.story.set_block_vars(&mut v, f.story.geometries.len() - 1);
+        draw_figure(f.img, f.ctx, &self.spec, f.story, &v);
+    }
+}
+
 /// Draws the stage figure into `img` (which already holds the background).
-pub fn draw_figure(img: &mut RgbImage, ctx: &Ctx, spec: &FigureSpec, story: &Story, vars: &Vars) {
+fn draw_figure(img: &mut RgbImage, ctx: &Ctx, spec: &FigureSpec, story: &Story, vars: &Vars) {
     let lut = spec.colormap.lut();
     // Columns: input, one per stage that has pairs, final rollout.
     let mut columns = vec![input_column(spec.input_title.render(vars))];
@@ -300,7 +330,12 @@ fn tile_raster(
                 grid.0 as f64 * side / ih as f64 * f64::from(h),
                 grid.1 as f64 * side / iw as f64 * f64::from(w),
             );
-            let raster = overlay_raster(&under, values, *grid, cover, &norm, lut, alpha, *sampling);
+            let wash = Wash {
+                norm: &norm,
+                lut,
+                alpha,
+            };
+            let raster = overlay_raster(&under, values, *grid, cover, &wash, *sampling);
             (raster, Some(norm))
         }
     }

@@ -10,12 +10,12 @@ use std::sync::OnceLock;
 use image::imageops::FilterType;
 use image::RgbImage;
 
-use super::{fit, Ctx};
+use super::{fit, Ctx, Frame, Panel, Prepare};
 use crate::geometry::Geometry;
 use crate::render::canvas::{blend_rect, blit, blit_part, muted, stroke_rect, Rect, Rgb};
-use crate::render::format::Vars;
 use crate::render::story::Story;
-use crate::render::template::ImageSpec;
+use crate::render::template::{ImageSpec, Mode};
+use crate::render::timeline::Beat;
 use crate::render::windows::{window_pieces, TokenRect};
 
 /// What the image panel shows in a frame.
@@ -57,6 +57,16 @@ pub struct ImagePanel {
     tinted: Vec<OnceLock<(RgbImage, RgbImage)>>,
     input: (usize, usize),
     patch: usize,
+    spec: ImageSpec,
+}
+
+/// The image panel, if the template has one and it is not the schematic's.
+pub fn prepare(p: &Prepare) -> Option<Box<dyn Panel>> {
+    let spec = p.video(&p.template().image)?;
+    if p.template().mode == Mode::Mechanism {
+        return None;
+    }
+    Some(Box::new(ImagePanel::new(p.ctx, spec, p.story)))
 }
 
 impl ImagePanel {
@@ -85,6 +95,7 @@ impl ImagePanel {
                 .collect(),
             input: story.input_size,
             patch: story.patch,
+            spec: spec.clone(),
         }
     }
 
@@ -193,7 +204,6 @@ impl ImagePanel {
     }
 
     /// Token boundaries of stage `stage` (a `height`×`width` grid) inside `clip`.
-    #[allow(clippy::too_many_arguments)]
     fn token_lines(
         &self,
         img: &mut RgbImage,
@@ -221,17 +231,32 @@ impl ImagePanel {
         }
     }
 
-    /// Draws the panel.
-    pub fn draw(
-        &self,
-        img: &mut RgbImage,
-        ctx: &Ctx,
-        spec: &ImageSpec,
-        story: &Story,
-        state: ImageState,
-        vars: &Vars,
-    ) {
-        ctx.draw_title(img, self.place, &spec.title, vars);
+    /// What the panel shows at the frame's moment.
+    fn state(f: &Frame) -> ImageState {
+        let m = f.moment;
+        match m.beat {
+            Beat::Intro => ImageState::Plain {
+                tokens: m.progress as f32,
+            },
+            Beat::Merge { from, to } => ImageState::Merge {
+                from,
+                to,
+                progress: m.progress as f32,
+            },
+            _ => ImageState::Block {
+                block: f.focus.block,
+                window: f.focus.window,
+            },
+        }
+    }
+}
+
+impl Panel for ImagePanel {
+    fn draw(&self, f: &mut Frame) {
+        let spec = &self.spec;
+        let state = Self::state(f);
+        f.title(self.place, &spec.title);
+        let (ctx, story, vars, img) = (f.ctx, f.story, f.vars, &mut *f.img);
         let colors = &ctx.template.colors;
         let (x, y) = (self.content.x, self.content.y);
         match state {

@@ -11,15 +11,15 @@ use std::sync::OnceLock;
 
 use image::RgbImage;
 
-use super::{draw_vbar, vbar_room, Ctx};
+use super::{draw_vbar, vbar_room, Ctx, Frame, Panel, Prepare};
 use crate::geometry::Geometry;
 use crate::render::canvas::{blend_rect, bounds, fill_rect, stroke_rect, triangle, Rect, Rgb};
 use crate::render::colormap::{Lut, Norm};
-use crate::render::format::Vars;
+use crate::render::mechanism::masked_pairs;
 use crate::render::story::Story;
-use crate::render::template::{MatrixSpec, Order, RangeMode};
+use crate::render::template::MatrixSpec;
 use crate::render::text::Align;
-use crate::render::timeline::smoothstep;
+use crate::render::timeline::{smoothstep, Beat};
 use crate::render::windows::window_order;
 
 /// What the matrix panel shows in a frame.
@@ -85,7 +85,9 @@ pub struct MatrixPanel {
     bar: Rect,
     lut: Lut,
     norms: Vec<Norm>,
-    order: Order,
+    spec: MatrixSpec,
+    /// Whether the story is the schematic's (its masked entries are marked).
+    schematic: bool,
     blocks: Vec<OnceLock<BlockMatrix>>,
 }
 
@@ -99,9 +101,16 @@ fn span(pos: f64, n: usize, size: usize) -> (u16, u16) {
     (start as u16, end as u16)
 }
 
+/// The matrix panel, if the template has one.
+pub fn prepare(p: &Prepare) -> Option<Box<dyn Panel>> {
+    Some(Box::new(MatrixPanel::new(p)?))
+}
+
 impl MatrixPanel {
-    /// Lays the panel out and fixes each block's colour range.
-    pub fn new(ctx: &Ctx, spec: &MatrixSpec, story: &Story) -> MatrixPanel {
+    /// Lays the panel out on the shared attention scale; None without a matrix section.
+    pub fn new(p: &Prepare) -> Option<MatrixPanel> {
+        let (ctx, story) = (p.ctx, p.story);
+        let spec = p.video(&p.template().matrix)?;
         let place = spec.place;
         let top = ctx.title_height();
         let note = ctx.note_height(&spec.note);
@@ -117,41 +126,22 @@ impl MatrixPanel {
             vbar_room(ctx) - 12,
             side - (ctx.template.fonts.tick * 1.2) as i32,
         );
-        let max_of = |k: usize| {
-            story.attention[k]
-                .values()
-                .iter()
-                .copied()
-                .fold(0f32, f32::max)
-        };
-        let global = (0..story.attention.len()).map(max_of).fold(0f32, f32::max);
+        let scale = &p.scales.attention;
         let norms = (0..story.attention.len())
-            .map(|k| Norm {
-                scale: spec.scale(),
-                lo: 0.0,
-                hi: match spec.range {
-                    RangeMode::Global => global,
-                    RangeMode::Block => max_of(k),
-                }
-                .max(f32::MIN_POSITIVE),
-            })
+            .filter_map(|k| scale.norm(k).copied())
             .collect();
-        MatrixPanel {
+        Some(MatrixPanel {
             place,
             square,
             bar,
-            lut: spec.colormap.lut(),
+            lut: scale.lut.clone(),
             norms,
-            order: spec.order,
+            spec: spec.clone(),
+            schematic: story.is_schematic(),
             blocks: (0..story.attention.len())
                 .map(|_| OnceLock::new())
                 .collect(),
-        }
-    }
-
-    /// The colour norm of block `k`.
-    pub fn norm(&self, k: usize) -> Option<&Norm> {
-        self.norms.get(k)
+        })
     }
 
     fn block(&self, story: &Story, k: usize) -> &BlockMatrix {
@@ -236,16 +226,6 @@ impl MatrixPanel {
         splat(bm, size, queries, &pos)
     }
 
-    /// How far towards token order the panel is for a block's `reorder` progress: fixed by
-    /// the template's order unless it is "both".
-    pub fn order_mix(&self, reorder: f64) -> f64 {
-        match self.order {
-            Order::Token => 1.0,
-            Order::Window => 0.0,
-            Order::Both => reorder.clamp(0.0, 1.0),
-        }
-    }
-
     /// The queries (tokens) filled at `fill`, in fill order.
     pub fn filled_queries<'s>(&'s self, story: &'s Story, k: usize, fill: f64) -> &'s [u32] {
         let bm = self.block(story, k);
@@ -271,22 +251,59 @@ impl MatrixPanel {
         )
     }
 
-    /// The colour map.
-    pub fn lut(&self) -> &Lut {
-        &self.lut
+    /// What the panel shows at the frame's moment.
+    fn state(f: &Frame) -> MatrixState {
+        let m = f.moment;
+        match m.beat {
+            Beat::Intro => MatrixState::Empty,
+            Beat::Merge { from, to } => MatrixState::Merge {
+                from,
+                to,
+                progress: m.progress,
+            },
+            _ => MatrixState::Block {
+                block: f.focus.block,
+                fill: f.focus.fill,
+                reorder: f.focus.order,
+            },
+        }
     }
 
-    /// Draws the panel.
-    pub fn draw(
-        &self,
-        img: &mut RgbImage,
-        ctx: &Ctx,
-        spec: &MatrixSpec,
-        story: &Story,
-        state: MatrixState,
-        vars: &Vars,
-    ) {
-        ctx.draw_title(img, self.place, &spec.title, vars);
+    /// Marks the masked entries among the filled rows with a red dot, so they read as
+    /// "blocked" rather than merely small; the entry itself stays at the zero colour.
+    fn mark_masked(&self, img: &mut RgbImage, story: &Story, block: usize, fill: f64, u: f64) {
+        let g = &story.geometries[block];
+        if g.shift == 0 {
+            return;
+        }
+        let filled: std::collections::HashSet<u32> = self
+            .filled_queries(story, block, fill)
+            .iter()
+            .copied()
+            .collect();
+        for (q, k) in masked_pairs(g) {
+            if !filled.contains(&q) {
+                continue;
+            }
+            let r = self.cell(story, block, q, k, u);
+            if r.w >= 5 {
+                let d = (r.w / 3).max(2);
+                fill_rect(
+                    img,
+                    Rect::new(r.x + (r.w - d) / 2, r.y + (r.h - d) / 2, d, d),
+                    Rgb([214, 80, 80]),
+                );
+            }
+        }
+    }
+}
+
+impl Panel for MatrixPanel {
+    fn draw(&self, f: &mut Frame) {
+        let spec = &self.spec;
+        let state = Self::state(f);
+        f.title(self.place, &spec.title);
+        let (ctx, story, vars, img) = (f.ctx, f.story, f.vars, &mut *f.img);
         let colors = &ctx.template.colors;
         fill_rect(img, self.square, colors.panel);
         let norm_block = match state {
@@ -299,9 +316,8 @@ impl MatrixPanel {
             MatrixState::Block {
                 block,
                 fill,
-                reorder,
+                reorder: u,
             } => {
-                let u = self.order_mix(reorder);
                 let levels = self.levels(story, block, fill, u);
                 self.paint(img, &levels, self.square, colors.panel);
                 let bm = self.block(story, block);
@@ -349,9 +365,22 @@ impl MatrixPanel {
             let label = spec.bar.render(vars);
             draw_vbar(img, ctx, self.bar, &self.lut, norm, &label);
         }
-        ctx.draw_note(img, self.square, 8.0, &spec.note, vars);
+        f.note(self.square, 8.0, &spec.note);
+        if let (
+            true,
+            MatrixState::Block {
+                block,
+                fill,
+                reorder,
+            },
+        ) = (self.schematic, state)
+        {
+            self.mark_masked(f.img, story, block, fill, reorder);
+        }
     }
+}
 
+impl MatrixPanel {
     /// Paints a level raster into `dst` (nearest-neighbour scaled); rows not yet filled get
     /// `empty`.
     fn paint(&self, img: &mut RgbImage, levels: &Levels, dst: Rect, empty: Rgb) {

@@ -1,22 +1,202 @@
-//! The panels a frame is composed of. Each panel is built once per renderer (precomputing its
-//! rasters, lazily per block where that is costly) and then drawn per frame from a
-//! [`Moment`](super::timeline::Moment) without mutating anything.
+//! The panels a frame is composed of, behind one seam: the [`Panel`] trait.
+//!
+//! Each panel file exposes a `prepare` function that builds the panel once per renderer from
+//! a [`Prepare`] (the template, the story and the shared [`Scales`]) — precomputing its
+//! rasters, lazily per block where that is costly — or returns None when the template has no
+//! section for it. Per frame the renderer hands every panel the same [`Frame`] draw context
+//! and the panel maps the frame's [`Moment`] to what it shows, without mutating anything.
+//!
+//! A new panel is one new file (its `prepare` and its `impl Panel`), one entry in
+//! [`PANELS`] and one template section.
 
 pub mod classes;
 pub mod figure;
 pub mod image;
 pub mod matrix;
 pub mod overlay;
+pub mod scales;
+pub mod schematic;
 pub mod track;
+
+use std::any::Any;
 
 use ::image::RgbImage;
 
 use super::canvas::{blend_rect, fill_rect, stroke_rect, Rect, Rgb};
 use super::colormap::{Lut, Norm};
 use super::format::{Format, Vars};
-use super::template::Template;
+use super::story::Story;
+use super::template::{Order, Template};
 use super::text::{Align, Style, Typesetter};
+use super::timeline::{Beat, Moment};
+use super::windows::window_place;
 use crate::rollout::Map;
+pub use scales::Scales;
+
+/// A part of the frame, prepared once and drawn per moment.
+pub trait Panel: Any + std::fmt::Debug + Send + Sync {
+    /// Draws the panel for the frame `f` describes.
+    fn draw(&self, f: &mut Frame);
+
+    /// Where the panel sits in the frame's layers.
+    fn layer(&self) -> Layer {
+        Layer::Stage
+    }
+}
+
+/// When a panel is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// With the block beats; the finale's figure takes its place.
+    Stage,
+    /// On every frame of a video, over the stage or the figure (the progress track).
+    Chrome,
+    /// Once, into the still figure that a figure template is made of or that the finale
+    /// fades in (the stage and classes figures).
+    Figure,
+}
+
+/// Builds a panel, or None where the template does not ask for it.
+pub type Maker = fn(&Prepare) -> Option<Box<dyn Panel>>;
+
+/// Every panel, in drawing order.
+pub const PANELS: &[Maker] = &[
+    figure::prepare,
+    classes::prepare,
+    image::prepare,
+    schematic::prepare,
+    matrix::prepare,
+    overlay::prepare_rollout,
+    overlay::prepare_naive,
+    track::prepare,
+];
+
+/// What a panel is prepared from.
+pub struct Prepare<'a> {
+    /// Glyphs and template.
+    pub ctx: &'a Ctx<'a>,
+    /// The data.
+    pub story: &'a Story,
+    /// Colour scales shared between panels.
+    pub scales: &'a Scales,
+}
+
+impl Prepare<'_> {
+    /// The template.
+    pub fn template(&self) -> &Template {
+        self.ctx.template
+    }
+
+    /// A section of a video template's stage or chrome: None in a figure template, which
+    /// shows its figure alone.
+    pub fn video<'s, T>(&self, section: &'s Option<T>) -> Option<&'s T> {
+        section
+            .as_ref()
+            .filter(|_| !self.template().mode.is_still())
+    }
+}
+
+/// The panels the template asks for, prepared, in drawing order.
+pub fn prepare_all(p: &Prepare) -> Vec<Box<dyn Panel>> {
+    PANELS.iter().filter_map(|make| make(p)).collect()
+}
+
+/// Which block a moment shows and how far it has got: worked out once per frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Focus {
+    /// The block whose state the beat shows.
+    pub block: usize,
+    /// Share of its queries filled, in [0, 1].
+    pub fill: f64,
+    /// Window → token order progress of the beat, in [0, 1].
+    pub reorder: f64,
+    /// How far towards token order the matrix is (the template's order applied to
+    /// `reorder`): 0 = window order, 1 = token order.
+    pub order: f64,
+    /// The query (token) being filled, if any.
+    pub query: Option<u32>,
+    /// The window of that query.
+    pub window: Option<usize>,
+}
+
+impl Focus {
+    /// The focus of moment `m`.
+    pub fn new(story: &Story, template: &Template, m: &Moment) -> Focus {
+        let last = story.geometries.len() - 1;
+        let (block, fill, reorder) = match m.beat {
+            Beat::Intro => (0, 0.0, 0.0),
+            Beat::Block(k) => (k, m.fill, m.reorder),
+            Beat::Merge { from, .. } => (from, 1.0, 1.0),
+            Beat::Finale => (last, 1.0, 1.0),
+        };
+        let query = current_query(story, block, fill);
+        let g = &story.geometries[block];
+        let window = query.map(|q| window_place(g, q as usize / g.width, q as usize % g.width).0);
+        let order = template.matrix.as_ref().map_or(1.0, |s| match s.order {
+            Order::Token => 1.0,
+            Order::Window => 0.0,
+            Order::Both => reorder.clamp(0.0, 1.0),
+        });
+        Focus {
+            block,
+            fill,
+            reorder,
+            order,
+            query,
+            window,
+        }
+    }
+}
+
+/// The query (token) being filled in block `k` at `fill`, in window order.
+fn current_query(story: &Story, k: usize, fill: f64) -> Option<u32> {
+    if !(fill > 0.0 && fill < 1.0) {
+        return None;
+    }
+    let a = &story.attention[k];
+    let n = a.tokens();
+    let q = ((fill * n as f64).round() as usize).clamp(1, n) - 1;
+    a.index_image()
+        .iter()
+        .filter(|&&t| t != crate::geometry::Geometry::PADDING)
+        .nth(q)
+        .copied()
+}
+
+/// The draw context of one frame: the image and everything panels draw it from.
+pub struct Frame<'a> {
+    /// The image being composed.
+    pub img: &'a mut RgbImage,
+    /// Glyphs and template.
+    pub ctx: &'a Ctx<'a>,
+    /// The data.
+    pub story: &'a Story,
+    /// Where the timeline is.
+    pub moment: &'a Moment,
+    /// The block the moment shows.
+    pub focus: Focus,
+    /// The placeholders for this frame.
+    pub vars: &'a Vars,
+    /// The placeholders that never change within the video (for per-block labels).
+    pub base: &'a Vars,
+}
+
+impl Frame<'_> {
+    /// The template.
+    pub fn template(&self) -> &Template {
+        self.ctx.template
+    }
+
+    /// Draws a panel title (if it is not empty) on the first row of `place`.
+    pub fn title(&mut self, place: Rect, title: &Format) {
+        self.ctx.draw_title(self.img, place, title, self.vars);
+    }
+
+    /// Draws a panel's note (if it is not empty) `gap` pixels below `above`.
+    pub fn note(&mut self, above: Rect, gap: f32, note: &Format) {
+        self.ctx.draw_note(self.img, above, gap, note, self.vars);
+    }
+}
 
 /// What every panel needs to draw text and pick colours.
 pub struct Ctx<'a> {
@@ -198,6 +378,17 @@ pub fn relative(map: &Map) -> Vec<f32> {
     map.values.iter().map(|v| v * n).collect()
 }
 
+/// How a map's colours go over the image: its scale, colour map and opacity.
+#[derive(Debug, Clone, Copy)]
+pub struct Wash<'a> {
+    /// Value → [0, 1].
+    pub norm: &'a Norm,
+    /// Colours.
+    pub lut: &'a Lut,
+    /// Opacity at the top of the scale.
+    pub alpha: f32,
+}
+
 /// How a map is sampled onto pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sampling {
@@ -210,17 +401,15 @@ pub enum Sampling {
 /// The map `values` (a `gh`×`gw` token grid covering `cover_h`×`cover_w` of the underlay's
 /// pixels, from its top-left corner) colour-mapped over `underlay` with opacity up to `alpha`
 /// (`alpha` at the top of the scale, 30 % of it at the bottom).
-#[allow(clippy::too_many_arguments)]
 pub fn overlay_raster(
     underlay: &RgbImage,
     values: &[f32],
     (gh, gw): (usize, usize),
     (cover_h, cover_w): (f64, f64),
-    norm: &Norm,
-    lut: &Lut,
-    alpha: f32,
+    wash: &Wash,
     sampling: Sampling,
 ) -> RgbImage {
+    let Wash { norm, lut, alpha } = *wash;
     let (w, h) = underlay.dimensions();
     let mut out = underlay.clone();
     if gh == 0 || gw == 0 || values.len() != gh * gw {

@@ -7,12 +7,13 @@ use std::sync::OnceLock;
 use image::RgbImage;
 
 use super::image::upscale;
-use super::{draw_vbar, fit, overlay_raster, relative, vbar_room, Ctx, Sampling};
+use super::{
+    draw_vbar, fit, overlay_raster, relative, vbar_room, Frame, Panel, Prepare, Sampling, Wash,
+};
 use crate::render::canvas::{blit, blit_mix, muted, stroke_rect, Rect};
-use crate::render::colormap::{Lut, Norm, Scale};
-use crate::render::format::Vars;
-use crate::render::story::Story;
-use crate::render::template::{OverlaySpec, RangeMode};
+use crate::render::colormap::{Lut, Norm};
+use crate::render::template::OverlaySpec;
+use crate::render::timeline::Beat;
 use crate::rollout::Map;
 
 /// What an overlay panel shows in a frame.
@@ -41,6 +42,7 @@ pub struct OverlayPanel {
     underlay: RgbImage,
     lut: Lut,
     alpha: f32,
+    spec: OverlaySpec,
     norms: Vec<Norm>,
     maps: Vec<Vec<f32>>,
     grid: (usize, usize),
@@ -48,17 +50,23 @@ pub struct OverlayPanel {
     rasters: Vec<OnceLock<RgbImage>>,
 }
 
+/// The rollout panel, if the template has one.
+pub fn prepare_rollout(p: &Prepare) -> Option<Box<dyn Panel>> {
+    let spec = p.video(&p.template().rollout)?;
+    Some(Box::new(OverlayPanel::new(p, spec, &p.story.pooled)))
+}
+
+/// The naive-rollout panel, if the template has one.
+pub fn prepare_naive(p: &Prepare) -> Option<Box<dyn Panel>> {
+    let spec = p.video(&p.template().naive)?;
+    Some(Box::new(OverlayPanel::new(p, spec, &p.story.naive)))
+}
+
 impl OverlayPanel {
-    /// Lays the panel out for `maps` (one per block). The colour range spans `maps` and
-    /// `range_with` (the other overlay panel's maps, or nothing) — over all blocks for a global
-    /// range, block by block otherwise — so both panels share colours.
-    pub fn new(
-        ctx: &Ctx,
-        spec: &OverlaySpec,
-        story: &Story,
-        maps: &[Map],
-        range_with: &[Map],
-    ) -> OverlayPanel {
+    /// Lays the panel out for `maps` (one per block), coloured on the shared map scale (so
+    /// that the rollout and naive panels share colours).
+    fn new(p: &Prepare, spec: &OverlaySpec, maps: &[Map]) -> OverlayPanel {
+        let (ctx, story) = (p.ctx, p.story);
         let place = spec.place;
         let top = ctx.title_height();
         let room = vbar_room(ctx);
@@ -81,37 +89,7 @@ impl OverlayPanel {
         );
         let underlay = muted(&plain, 0.25, 0.8);
         let rel: Vec<Vec<f32>> = maps.iter().map(relative).collect();
-        let range = |vals: &mut dyn Iterator<Item = f32>| {
-            vals.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
-                (lo.min(v), hi.max(v))
-            })
-        };
-        let others: Vec<Vec<f32>> = range_with.iter().map(relative).collect();
-        let global = range(&mut rel.iter().chain(&others).flatten().copied());
-        let norms = rel
-            .iter()
-            .enumerate()
-            .map(|(k, v)| {
-                // Per block, the other panel's map of the same block shares the range, so the
-                // window-aware and naive maps compare colour for colour.
-                let (lo, hi) = match spec.range {
-                    RangeMode::Global => global,
-                    RangeMode::Block => {
-                        range(&mut v.iter().chain(others.get(k).into_iter().flatten()).copied())
-                    }
-                };
-                let (lo, hi) = if lo.is_finite() && hi > lo {
-                    (lo, hi)
-                } else {
-                    (lo.min(1.0) - 0.5, hi.max(1.0) + 0.5)
-                };
-                Norm {
-                    scale: Scale::Linear,
-                    lo,
-                    hi,
-                }
-            })
-            .collect();
+        let norms = p.scales.maps.norms(spec.range, rel.len());
         let g0 = story.geometries[0];
         let side = story.patch as f64;
         let cover = (
@@ -126,6 +104,7 @@ impl OverlayPanel {
             underlay,
             lut: spec.colormap.lut(),
             alpha: spec.alpha,
+            spec: spec.clone(),
             norms,
             rasters: rel.iter().map(|_| OnceLock::new()).collect(),
             maps: rel,
@@ -142,24 +121,40 @@ impl OverlayPanel {
                 &self.maps[k],
                 self.grid,
                 self.cover,
-                &self.norms[k],
-                &self.lut,
-                self.alpha,
+                &Wash {
+                    norm: &self.norms[k],
+                    lut: &self.lut,
+                    alpha: self.alpha,
+                },
                 Sampling::Bilinear,
             )
         })
     }
 
-    /// Draws the panel.
-    pub fn draw(
-        &self,
-        img: &mut RgbImage,
-        ctx: &Ctx,
-        spec: &OverlaySpec,
-        state: OverlayState,
-        vars: &Vars,
-    ) {
-        ctx.draw_title(img, self.place, &spec.title, vars);
+    /// What the panel shows at the frame's moment: during merges and the finale, the last
+    /// map of the block shown.
+    fn state(&self, f: &Frame) -> OverlayState {
+        let m = f.moment;
+        match m.beat {
+            Beat::Intro => OverlayState::Plain,
+            Beat::Block(b) => OverlayState::Block {
+                block: b,
+                crossfade: m.crossfade,
+            },
+            _ => OverlayState::Block {
+                block: f.focus.block.min(self.maps.len().saturating_sub(1)),
+                crossfade: 1.0,
+            },
+        }
+    }
+}
+
+impl Panel for OverlayPanel {
+    fn draw(&self, f: &mut Frame) {
+        let spec = &self.spec;
+        f.title(self.place, &spec.title);
+        let state = self.state(f);
+        let (ctx, img) = (f.ctx, &mut *f.img);
         let (x, y) = (self.content.x, self.content.y);
         let shown = match state {
             OverlayState::Plain => {
@@ -185,7 +180,7 @@ impl OverlayPanel {
             0.5,
         );
         if let Some(k) = shown {
-            let label = spec.bar.render(vars);
+            let label = spec.bar.render(f.vars);
             draw_vbar(img, ctx, self.bar, &self.lut, &self.norms[k], &label);
         }
     }
