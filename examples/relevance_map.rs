@@ -43,21 +43,7 @@ fn run() -> swin_rollout::Result<()> {
     let model = load(model)?;
     let pixels = model.preprocessor.load(Path::new(image))?;
     let labels = &model.config().labels;
-    let target = class
-        .map(|c| {
-            labels
-                .iter()
-                .position(|l| l == c)
-                .or_else(|| c.parse::<usize>().ok().filter(|&i| i < labels.len()))
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "unknown class {c:?}: give one of the {} labels or an index below {}",
-                        labels.len(),
-                        labels.len()
-                    ))
-                })
-        })
-        .transpose()?;
+    let target = class.map(|c| model.class_index(c)).transpose()?;
 
     // One forward and backward pass: the trace (logits, attention) and ∂y_c/∂A of every block.
     let (trace, gradients) = model.trace_pixels_with_gradients(pixels, target)?;
