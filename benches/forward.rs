@@ -5,12 +5,14 @@
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
 
-/// The allocator of the `swin-rollout` binary, so the figures are the ones users get.
+/// The allocator of the `swin-rollout` binary, tuned as it tunes it (see `fn main`), so the
+/// figures are the ones users get.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use swin_rollout::model::{Checkpoint, Config, Swin};
 
 fn forward(c: &mut Criterion) {
+    swin_rollout::allocator::keep_freed_memory();
     let config = Config::swin_tiny(1000);
     let checkpoint = Checkpoint::random(&config, 7).expect("random weights");
     let swin = Swin::load(&checkpoint, config).expect("model");

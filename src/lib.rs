@@ -6,6 +6,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod allocator;
 pub mod demo;
 pub mod encode;
 pub mod error;

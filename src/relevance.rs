@@ -38,8 +38,10 @@ pub struct Relevance {
     target: usize,
     /// Ā of every block, window-aware.
     blocks: Vec<SparseAttention>,
-    /// Ā read as if the block had no shift; `None` where that is the same (no shift).
-    naive: Vec<Option<SparseAttention>>,
+    /// Ā window by window before padding was dropped, for the naive reading of the shifted
+    /// blocks whose padding places move with the shift; `None` where `blocks` already holds
+    /// the same values (no shift, or no padding).
+    unplaced: Vec<Option<Vec<f32>>>,
     merges: Vec<Option<Vec<[u32; 4]>>>,
     first: Geometry,
 }
@@ -62,34 +64,44 @@ impl Relevance {
             )));
         }
         let merges = stage_merges(trace)?;
-        let mut blocks = Vec::with_capacity(trace.blocks.len());
-        let mut naive = Vec::with_capacity(trace.blocks.len());
-        for (k, (block, grad)) in trace.blocks.iter().zip(&gradients.blocks).enumerate() {
-            crate::rollout::check_block(block)?;
-            if grad.len() != block.attention.len() {
-                return Err(Error::InvalidArgument(format!(
-                    "invalid gradients: block {k} has {} gradient values for {} attention values",
-                    grad.len(),
-                    block.attention.len()
-                )));
-            }
-            if let Some(v) = grad.iter().find(|v| !v.is_finite()) {
-                return Err(Error::InvalidArgument(format!(
-                    "invalid gradients: block {k} holds {v}"
-                )));
-            }
-            let windows = weighted_attention(block, grad);
-            let g = block.geometry;
-            naive.push(
-                (g.shift != 0)
-                    .then(|| SparseAttention::from_window_blocks(g, windows.clone(), true)),
-            );
-            blocks.push(SparseAttention::from_window_blocks(g, windows, false));
-        }
+        // Blocks are independent: each checks its inputs and weighs its attention in parallel.
+        let built: Vec<Result<(SparseAttention, Option<Vec<f32>>)>> = trace
+            .blocks
+            .par_iter()
+            .zip(&gradients.blocks)
+            .enumerate()
+            .map(|(k, (block, grad))| {
+                crate::rollout::check_block(block)?;
+                if grad.len() != block.attention.len() {
+                    return Err(Error::InvalidArgument(format!(
+                        "invalid gradients: block {k} has {} gradient values for {} attention \
+                         values",
+                        grad.len(),
+                        block.attention.len()
+                    )));
+                }
+                let windows = weighted_attention(block, grad).map_err(|v| {
+                    Error::InvalidArgument(format!("invalid gradients: block {k} holds {v}"))
+                })?;
+                let g = block.geometry;
+                let padded = g.padded_height != g.height || g.padded_width != g.width;
+                let unplaced = (g.shift != 0 && padded).then(|| windows.clone());
+                Ok((
+                    SparseAttention::from_window_blocks(g, windows, false),
+                    unplaced,
+                ))
+            })
+            .collect();
+        // The first bad block in forward order, whichever thread found it.
+        let (blocks, unplaced) = built
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
         Ok(Relevance {
             target: gradients.target,
             blocks,
-            naive,
+            unplaced,
             merges,
             first: first.geometry,
         })
@@ -114,23 +126,33 @@ impl Relevance {
     ///
     /// Costs about L²/2 · N·M², like the rollout's pooled maps.
     pub fn maps(&self) -> Vec<RelevanceMap> {
-        self.chains(false)
+        self.chains(&self.blocks.iter().collect::<Vec<_>>())
     }
 
     /// Like [`Relevance::maps`], with every block read as if it had no shift: what a
     /// window-unaware tool computes.
     pub fn naive_maps(&self) -> Vec<RelevanceMap> {
-        self.chains(true)
+        let naive: Vec<Option<SparseAttention>> = self
+            .blocks
+            .par_iter()
+            .zip(&self.unplaced)
+            .map(|(a, unplaced)| {
+                let g = *a.geometry();
+                (g.shift != 0).then(|| {
+                    let windows = unplaced.clone().unwrap_or_else(|| a.values().to_vec());
+                    SparseAttention::from_window_blocks(g, windows, true)
+                })
+            })
+            .collect();
+        let matrices: Vec<&SparseAttention> = naive
+            .iter()
+            .zip(&self.blocks)
+            .map(|(n, a)| n.as_ref().unwrap_or(a))
+            .collect();
+        self.chains(&matrices)
     }
 
-    fn matrix(&self, k: usize, naive: bool) -> &SparseAttention {
-        match &self.naive[k] {
-            Some(n) if naive => n,
-            _ => &self.blocks[k],
-        }
-    }
-
-    fn chains(&self, naive: bool) -> Vec<RelevanceMap> {
+    fn chains(&self, matrices: &[&SparseAttention]) -> Vec<RelevanceMap> {
         // One (baseline, class part) pair of row vectors per block's map, all advancing
         // together from the last block down, so every Ā is visited once per level.
         let mut live: Vec<(Vec<f64>, Vec<f64>)> = Vec::with_capacity(self.blocks.len());
@@ -140,7 +162,7 @@ impl Relevance {
             live.par_iter_mut().for_each(|(base, part)| {
                 // (base + part)ᵀ(I + Ā) = base + (part + (base + part)ᵀĀ).
                 let sum: Vec<f64> = base.iter().zip(part.iter()).map(|(b, p)| b + p).collect();
-                let added = self.matrix(k, naive).vec_mul(&sum);
+                let added = matrices[k].vec_mul(&sum);
                 for (p, a) in part.iter_mut().zip(added) {
                     *p += a;
                 }
@@ -169,27 +191,34 @@ impl Relevance {
 }
 
 /// One block's Ā window by window, `[windows, M², M²]`: the mean over heads of
-/// max(0, ∇A ⊙ A).
-fn weighted_attention(block: &BlockTrace, grad: &[f32]) -> Vec<f32> {
+/// max(0, ∇A ⊙ A). A gradient that is not finite is returned as the error.
+fn weighted_attention(block: &BlockTrace, grad: &[f32]) -> std::result::Result<Vec<f32>, f32> {
     let area = block.geometry.window_area();
     let size = area * area;
     let heads = block.heads;
     let mut out = vec![0f32; block.geometry.windows() * size];
-    out.par_chunks_mut(size).enumerate().for_each(|(w, out)| {
-        let mut sum = vec![0f64; size];
-        for h in 0..heads {
-            let start = (w * heads + h) * size;
-            let (a, g) = (
-                &block.attention[start..start + size],
-                &grad[start..start + size],
-            );
-            for ((s, &a), &g) in sum.iter_mut().zip(a).zip(g) {
-                *s += (f64::from(a) * f64::from(g)).max(0.0);
+    out.par_chunks_mut(size).enumerate().try_for_each_init(
+        || vec![0f64; size],
+        |sum, (w, out)| {
+            sum.fill(0.0);
+            for h in 0..heads {
+                let start = (w * heads + h) * size;
+                let (a, g) = (
+                    &block.attention[start..start + size],
+                    &grad[start..start + size],
+                );
+                if let Some(&v) = g.iter().find(|v| !v.is_finite()) {
+                    return Err(v);
+                }
+                for ((s, &a), &g) in sum.iter_mut().zip(a).zip(g) {
+                    *s += (f64::from(a) * f64::from(g)).max(0.0);
+                }
             }
-        }
-        for (o, s) in out.iter_mut().zip(sum) {
-            *o = (s / heads as f64) as f32;
-        }
-    });
-    out
+            for (o, &s) in out.iter_mut().zip(sum.iter()) {
+                *o = (s / heads as f64) as f32;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::{erf, exp, AttentionShape, Dense, LANES};
+use super::{erf, exp, zeros, AttentionShape, Dense, LANES};
 use crate::error::{Error, Result};
 
 impl Dense {
@@ -32,7 +32,7 @@ impl Dense {
             }
             w
         });
-        let mut dx = vec![0f32; rows * k];
+        let mut dx = zeros(rows * k);
         let threads = rayon::current_num_threads();
         let parallelism = if threads > 1 {
             gemm::Parallelism::Rayon(threads)
@@ -86,7 +86,7 @@ impl Dense {
 /// Statistics are recomputed from `x` in f64.
 pub(crate) fn layer_norm_backward(x: &[f32], gamma: &[f32], eps: f64, dy: &[f32]) -> Vec<f32> {
     let dim = gamma.len();
-    let mut dx = vec![0f32; x.len()];
+    let mut dx = zeros(x.len());
     if dim == 0 {
         return dx;
     }
@@ -174,9 +174,9 @@ pub(crate) fn window_attention_backward(
             d_out.len()
         )));
     }
-    let mut d_probs = vec![0f32; probs.len()];
+    let mut d_probs = zeros(probs.len());
     let mut d_qkv = if input_gradient {
-        vec![0f32; qkv.len()]
+        zeros(qkv.len())
     } else {
         Vec::new()
     };
@@ -228,26 +228,53 @@ struct GradWindow<'a> {
     scratch: &'a mut GradScratch,
 }
 
-/// vᵀ `[d, np]` padded with zeros to whole vectors, and one row of dS; once per thread.
+/// One head's operands laid out for full-width vector loops, once per thread: vᵀ `[d, np]`
+/// for dA = dO·Vᵀ; Q, K and dO as rows padded to `dp`; dS row by row and dSᵀ, Aᵀ column by
+/// column, so each of dQ = dS·K, dK = dSᵀ·Q and dV = Aᵀ·dO sums one output row in registers
+/// and writes it once. Padding entries stay zero from head to head.
 struct GradScratch {
     vt: Vec<f32>,
     row: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    go: Vec<f32>,
+    ds: Vec<f32>,
+    ds_t: Vec<f32>,
+    a_t: Vec<f32>,
 }
 
 impl GradScratch {
     fn new(s: AttentionShape) -> GradScratch {
         let np = s.tokens.div_ceil(LANES) * LANES;
+        let dp = s.head_dim.div_ceil(LANES) * LANES;
+        let (rows, square) = (s.tokens * dp, s.tokens * np);
         GradScratch {
             vt: vec![0f32; s.head_dim * np],
             row: vec![0f32; np],
+            q: vec![0f32; rows],
+            k: vec![0f32; rows],
+            go: vec![0f32; rows],
+            ds: vec![0f32; square],
+            ds_t: vec![0f32; square],
+            a_t: vec![0f32; square],
         }
     }
 }
 
+/// `out[..] = Σ_j weights[j]·rows[j]` for rows of `dp` values (`dp` a multiple of LANES),
+/// summed in order of `j` one LANES-wide accumulator at a time; `out` gets the first
+/// `out.len()` sums.
 #[inline(always)]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y += a * x;
+fn weighted_rows(weights: &[f32], rows: &[f32], dp: usize, out: &mut [f32]) {
+    for (chunk, out) in out.chunks_mut(LANES).enumerate() {
+        let mut acc = [0f32; LANES];
+        for (j, &w) in weights.iter().enumerate() {
+            let r = &rows[j * dp + chunk * LANES..j * dp + (chunk + 1) * LANES];
+            for (a, &x) in acc.iter_mut().zip(r) {
+                *a += w * x;
+            }
+        }
+        out.copy_from_slice(&acc[..out.len()]);
     }
 }
 
@@ -266,11 +293,22 @@ fn attend_window_backward_inline(window: GradWindow<'_>) {
                 head_dim: d,
                 ..
             },
-        scratch: GradScratch { vt, row },
+        scratch:
+            GradScratch {
+                vt,
+                row,
+                q,
+                k,
+                go,
+                ds,
+                ds_t,
+                a_t,
+            },
     } = window;
     let c = heads * d;
     let scale = (d as f32).powf(-0.5);
     let np = n.div_ceil(LANES) * LANES;
+    let dp = d.div_ceil(LANES) * LANES;
     for h in 0..heads {
         for j in 0..n {
             let v = &qkv[j * 3 * c + 2 * c + h * d..j * 3 * c + 2 * c + (h + 1) * d];
@@ -298,21 +336,38 @@ fn attend_window_backward_inline(window: GradWindow<'_>) {
         let Some(d_qkv) = d_qkv.as_deref_mut() else {
             continue;
         };
+        // Through the softmax: dS = A·(dA − rowsum(dA·A)), times the score scale.
         for i in 0..n {
+            let src = &qkv[i * 3 * c..(i + 1) * 3 * c];
+            q[i * dp..i * dp + d].copy_from_slice(&src[h * d..(h + 1) * d]);
+            k[i * dp..i * dp + d].copy_from_slice(&src[c + h * d..c + (h + 1) * d]);
+            go[i * dp..i * dp + d].copy_from_slice(&d_out[i * c + h * d..i * c + (h + 1) * d]);
             let a = &probs[i * n..(i + 1) * n];
             let da = &d_probs[i * n..(i + 1) * n];
             let r: f32 = a.iter().zip(da).map(|(&a, &g)| a * g).sum();
-            let go = &d_out[i * c + h * d..i * c + (h + 1) * d];
-            let q = &qkv[i * 3 * c + h * d..i * 3 * c + (h + 1) * d];
             for j in 0..n {
-                let (aij, ds) = (a[j], a[j] * (da[j] - r) * scale);
-                let (k_start, q_start) = (j * 3 * c + c + h * d, i * 3 * c + h * d);
-                let k = &qkv[k_start..k_start + d];
-                axpy(&mut d_qkv[q_start..q_start + d], ds, k);
-                axpy(&mut d_qkv[k_start..k_start + d], ds, q);
-                let v_start = j * 3 * c + 2 * c + h * d;
-                axpy(&mut d_qkv[v_start..v_start + d], aij, go);
+                let s = a[j] * (da[j] - r) * scale;
+                ds[i * np + j] = s;
+                ds_t[j * np + i] = s;
+                a_t[j * np + i] = a[j];
             }
+        }
+        for i in 0..n {
+            let base = i * 3 * c + h * d;
+            // dQ_i = Σ_j dS[i, j]·K_j, dK_i = Σ_j dS[j, i]·Q_j, dV_i = Σ_j A[j, i]·dO_j.
+            weighted_rows(&ds[i * np..i * np + n], k, dp, &mut d_qkv[base..base + d]);
+            weighted_rows(
+                &ds_t[i * np..i * np + n],
+                q,
+                dp,
+                &mut d_qkv[base + c..base + c + d],
+            );
+            weighted_rows(
+                &a_t[i * np..i * np + n],
+                go,
+                dp,
+                &mut d_qkv[base + 2 * c..base + 2 * c + d],
+            );
         }
     }
 }

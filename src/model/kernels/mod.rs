@@ -56,6 +56,31 @@ mod backward;
 
 pub(crate) use backward::{gelu_backward, layer_norm_backward, window_attention_backward};
 
+/// `len` values repeating `pattern` (zeros when it is `[0.0]`), written by all threads: a
+/// buffer of megabytes filled by one thread alone, while the others wait for the next
+/// parallel step, costs as much as the layer that reads it.
+pub(crate) fn filled(len: usize, pattern: &[f32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    let width = pattern.len().max(1);
+    // Whole copies of the pattern per task, so every chunk starts at its first value.
+    let chunk = width * (16 * 1024 / width).max(1);
+    out.spare_capacity_mut()
+        .par_chunks_mut(chunk)
+        .for_each(|dst| {
+            for (d, &v) in dst.iter_mut().zip(pattern.iter().cycle()) {
+                d.write(v);
+            }
+        });
+    // SAFETY: every one of the `len` slots was written above.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// `len` zeros, written by all threads (see [`filled`]).
+pub(crate) fn zeros(len: usize) -> Vec<f32> {
+    filled(len, &[0.0])
+}
+
 /// The contiguous f32 data of a CPU tensor.
 pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
@@ -148,7 +173,7 @@ impl CustomOp1 for Gelu {
             return Err(candle_core::Error::Msg("gelu takes f32".into()));
         };
         let src = &data[start..end];
-        let mut dst = vec![0f32; src.len()];
+        let mut dst = zeros(src.len());
         const CHUNK: usize = 16 * 1024;
         dst.par_chunks_mut(CHUNK)
             .zip(src.par_chunks(CHUNK))
@@ -218,8 +243,8 @@ impl Dense {
         let rows = x.elem_count() / k.max(1);
         let x = x.contiguous()?;
         let mut y = match &self.bias {
-            Some(b) => b.repeat(rows),
-            None => vec![0f32; rows * o],
+            Some(b) => filled(rows * o, b),
+            None => zeros(rows * o),
         };
         let threads = rayon::current_num_threads();
         let parallelism = if threads > 1 {
@@ -307,8 +332,8 @@ pub(crate) fn window_attention(
             bias.dims()
         )));
     }
-    let mut out = vec![0f32; windows * n * c];
-    let mut probs = vec![0f32; windows * heads * n * n];
+    let mut out = zeros(windows * n * c);
+    let mut probs = zeros(windows * heads * n * n);
     with_f32(&qkv, |qkv| {
         with_f32(&bias, |bias| {
             let mut run = |mask: Option<&[f32]>| -> Result<()> {

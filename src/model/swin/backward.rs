@@ -8,12 +8,13 @@
 
 use candle_core::Tensor;
 use candle_nn::{Activation, LayerNorm};
+use rayon::prelude::*;
 
 use super::{one_image, Block, BlockSaved, PatchMerging, Swin, Tape};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 use crate::model::kernels::{
-    gelu_backward, layer_norm_backward, window_attention_backward, AttentionShape,
+    gelu_backward, layer_norm_backward, window_attention_backward, with_f32, zeros, AttentionShape,
 };
 use crate::trace::{AttentionGradients, BlockTrace};
 
@@ -23,14 +24,47 @@ fn values(t: &Tensor) -> Result<Vec<f32>> {
 
 /// `dx` of a layer norm whose input was `x`, given `dy`.
 fn norm_backward(norm: &LayerNorm, x: &Tensor, dy: &[f32]) -> Result<Vec<f32>> {
-    let gamma = values(norm.weight())?;
-    Ok(layer_norm_backward(&values(x)?, &gamma, norm.eps(), dy))
+    with_f32(norm.weight(), |gamma| {
+        with_f32(x, |x| Ok(layer_norm_backward(x, gamma, norm.eps(), dy)))
+    })
 }
 
 fn add_assign(a: &mut [f32], b: &[f32]) {
-    for (a, &b) in a.iter_mut().zip(b) {
-        *a += b;
+    const CHUNK: usize = 16 * 1024;
+    a.par_chunks_mut(CHUNK)
+        .zip(b.par_chunks(CHUNK))
+        .for_each(|(a, b)| {
+            for (a, &b) in a.iter_mut().zip(b) {
+                *a += b;
+            }
+        });
+}
+
+/// Rows of `c` values: `out[place] = rows[index[place]]` for every place whose index is not
+/// padding (those stay zero), `out` holding `index.len()` rows.
+fn gather_rows(index: &[u32], rows: &[f32], c: usize) -> Vec<f32> {
+    let mut out = zeros(index.len() * c);
+    out.par_chunks_mut(c)
+        .zip(index.par_iter())
+        .for_each(|(out, &t)| {
+            if t != Geometry::PADDING {
+                let t = t as usize;
+                out.copy_from_slice(&rows[t * c..(t + 1) * c]);
+            }
+        });
+    out
+}
+
+/// The inverse of [`gather_rows`] for an index that names every one of `tokens` rows once:
+/// `out[index[place]] = rows[place]`, padding places dropped.
+fn scatter_rows(index: &[u32], rows: &[f32], c: usize, tokens: usize) -> Vec<f32> {
+    let mut slot = vec![Geometry::PADDING; tokens];
+    for (place, &t) in index.iter().enumerate() {
+        if let Some(s) = slot.get_mut(t as usize) {
+            *s = place as u32;
+        }
     }
+    gather_rows(&slot, rows, c)
 }
 
 impl Swin {
@@ -135,23 +169,24 @@ impl Block {
         let g = &trace.geometry;
         // MLP branch: out = mid + fc2(act(fc1(norm_after(mid)))).
         let mut d_hidden = self.fc2.backward_input(d_out)?;
-        let hidden = values(&saved.hidden)?;
-        match self.activation {
-            Activation::Gelu => gelu_backward(&hidden, &mut d_hidden),
+        with_f32(&saved.hidden, |hidden| match self.activation {
+            Activation::Gelu => {
+                gelu_backward(hidden, &mut d_hidden);
+                Ok(())
+            }
             Activation::Relu => {
-                for (d, &h) in d_hidden.iter_mut().zip(&hidden) {
+                for (d, &h) in d_hidden.iter_mut().zip(hidden) {
                     if h <= 0.0 {
                         *d = 0.0;
                     }
                 }
+                Ok(())
             }
-            other => {
-                return Err(Error::Model(format!(
-                    "class-specific explanations need the MLP activation's derivative, which is \
-                     implemented for gelu and relu, not {other:?}"
-                )))
-            }
-        }
+            other => Err(Error::Model(format!(
+                "class-specific explanations need the MLP activation's derivative, which is \
+                 implemented for gelu and relu, not {other:?}"
+            ))),
+        })?;
         let d_normed = self.fc1.backward_input(&d_hidden)?;
         let mut d_mid = norm_backward(&self.norm_after, &saved.mid, &d_normed)?;
         add_assign(&mut d_mid, d_out);
@@ -159,13 +194,7 @@ impl Block {
         // Attention branch: mid = input + unpartition(output(attention(qkv(partition(norm))))).
         let c = d_mid.len() / g.tokens().max(1);
         let image = g.index_image();
-        let mut d_attended = vec![0f32; image.len() * c];
-        for (place, &t) in image.iter().enumerate() {
-            if t != Geometry::PADDING {
-                let t = t as usize;
-                d_attended[place * c..(place + 1) * c].copy_from_slice(&d_mid[t * c..(t + 1) * c]);
-            }
-        }
+        let d_attended = gather_rows(&image, &d_mid, c);
         let d_heads = self.attention.output.backward_input(&d_attended)?;
         let shape = AttentionShape {
             windows: g.windows(),
@@ -173,21 +202,14 @@ impl Block {
             heads: self.attention.heads,
             head_dim: self.attention.head_dim,
         };
-        let qkv = values(&saved.qkv)?;
-        let (d_probs, d_qkv) =
-            window_attention_backward(&qkv, &trace.attention, &d_heads, shape, input_gradient)?;
+        let (d_probs, d_qkv) = with_f32(&saved.qkv, |qkv| {
+            window_attention_backward(qkv, &trace.attention, &d_heads, shape, input_gradient)
+        })?;
         let Some(d_qkv) = d_qkv else {
             return Ok((d_probs, None));
         };
         let d_windows = self.attention.qkv.backward_input(&d_qkv)?;
-        let mut d_normed = vec![0f32; d_mid.len()];
-        for (place, &t) in image.iter().enumerate() {
-            if t != Geometry::PADDING {
-                let t = t as usize;
-                d_normed[t * c..(t + 1) * c]
-                    .copy_from_slice(&d_windows[place * c..(place + 1) * c]);
-            }
-        }
+        let d_normed = scatter_rows(&image, &d_windows, c, g.tokens());
         let mut d_input = norm_backward(&self.norm_before, &saved.input, &d_normed)?;
         add_assign(&mut d_input, &d_mid);
         Ok((d_probs, Some(d_input)))
@@ -203,16 +225,9 @@ impl PatchMerging {
         let children = before.merge_children();
         let c4 = d_concat.len() / children.len().max(1);
         let c = c4 / 4;
-        let mut dx = vec![0f32; before.tokens() * c];
-        for (merged, kids) in children.iter().enumerate() {
-            for (slot, &kid) in kids.iter().enumerate() {
-                if kid != Geometry::PADDING {
-                    let (kid, from) = (kid as usize, merged * c4 + slot * c);
-                    dx[kid * c..(kid + 1) * c].copy_from_slice(&d_concat[from..from + c]);
-                }
-            }
-        }
-        Ok(dx)
+        // d_concat's rows of c are the children in order: merged token m, slot s at 4m + s.
+        let places: Vec<u32> = children.iter().flatten().copied().collect();
+        Ok(scatter_rows(&places, &d_concat, c, before.tokens()))
     }
 }
 
