@@ -174,7 +174,7 @@ fn slurm(
     if step == 0 {
         return bad("SLURM_ARRAY_TASK_STEP is 0".into());
     }
-    if id < min || (id - min) % step != 0 {
+    if id < min || !(id - min).is_multiple_of(step) {
         return bad(format!(
             "SLURM_ARRAY_TASK_ID {id} is not in the array's range from {min} in steps of {step}"
         ));
