@@ -453,6 +453,8 @@ fn a_killed_shard_leaves_no_output_and_its_rerun_completes() {
     child.kill().unwrap(); // SIGKILL: no handler runs, the temporary file stays behind
     child.wait().unwrap();
     let leftovers = hidden(&out_dir);
+    // Killed within milliseconds of starting a 2400-frame file: its temporary file stays.
+    assert!(!leftovers.is_empty(), "killed after the file was finished");
     assert!(
         leftovers.iter().all(|n| n.starts_with(".swin-rollout-")),
         "{leftovers:?}"
