@@ -311,7 +311,7 @@ pub struct RenderArgs {
 #[derive(Debug, Args)]
 pub struct StillArgs {
     /// Image file [default: the embedded demo scene].
-    #[arg(conflicts_with = "trace")]
+    #[arg(conflicts_with = "trace", value_name = "IMAGE")]
     pub input: Option<PathBuf>,
     /// Which model runs.
     #[command(flatten)]
