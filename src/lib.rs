@@ -24,6 +24,7 @@ pub mod render;
 pub mod rng;
 pub mod rollout;
 pub mod scene;
+pub mod shard;
 pub mod trace;
 
 pub use error::{Error, Result};
@@ -32,4 +33,5 @@ pub use geometry::Geometry;
 pub use model::{Model, ModelSource};
 pub use relevance::{Relevance, RelevanceMap};
 pub use rollout::{HeadFusion, Map, PairMap, Rollout, RolloutOptions, SparseAttention};
-pub use trace::{AttentionGradients, BlockTrace, Trace};
+pub use shard::{Shard, ShardSpec};
+pub use trace::{AttentionGradients, BlockTrace, Trace, TraceArrays};

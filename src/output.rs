@@ -77,3 +77,49 @@ pub(crate) fn unwritable(path: &Path, e: &std::io::Error) -> Error {
         crate::error::reason(e)
     ))
 }
+
+/// The output in `folder` for each of `inputs`: its file stem with `extension`, one output per
+/// input, so a folder render (or its shards) never writes one file twice.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when two inputs share a stem (`cat.jpg`, `cat.png`), naming them.
+pub fn outputs_in(folder: &Path, inputs: &[PathBuf], extension: &str) -> Result<Vec<PathBuf>> {
+    let mut seen: std::collections::HashMap<PathBuf, &Path> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let stem = input.file_stem().unwrap_or(input.as_os_str());
+        let mut name = stem.to_os_string();
+        name.push(".");
+        name.push(extension);
+        let output = folder.join(name);
+        if let Some(first) = seen.insert(output.clone(), input) {
+            return Err(Error::InvalidArgument(format!(
+                "{} and {} would both be rendered to {}; rename one",
+                first.display(),
+                input.display(),
+                output.display()
+            )));
+        }
+        out.push(output);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_take_the_stem_and_refuse_collisions() {
+        let inputs = [PathBuf::from("in/a.png"), PathBuf::from("in/b.JPG")];
+        assert_eq!(
+            outputs_in(Path::new("out"), &inputs, "gif").unwrap(),
+            [PathBuf::from("out/a.gif"), PathBuf::from("out/b.gif")]
+        );
+        let clash = [PathBuf::from("in/a.png"), PathBuf::from("in/a.jpg")];
+        let e = outputs_in(Path::new("out"), &clash, "mp4")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("in/a.png and in/a.jpg"), "{e}");
+    }
+}

@@ -226,6 +226,35 @@ fn triple(v: &[f64], key: &str) -> Result<[f32; 3]> {
     }
 }
 
+/// File extensions (lower case) that [`image_files`] takes for images.
+pub const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"];
+
+/// The image files directly in `folder` (by extension, any case), sorted by path, so that
+/// every process listing the same folder sees the same order (see [`crate::shard`]).
+///
+/// # Errors
+/// [`Error::Io`] if the folder cannot be read; [`Error::InvalidArgument`] if it holds no image.
+pub fn image_files(folder: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut inputs: Vec<_> = std::fs::read_dir(folder)
+        .map_err(|e| Error::io(folder, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    inputs.sort();
+    if inputs.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds no images ({})",
+            folder.display(),
+            IMAGE_EXTENSIONS.join(", ")
+        )));
+    }
+    Ok(inputs)
+}
+
 /// Decodes any image the `image` crate reads and converts it to 8-bit RGB (grey replicated,
 /// alpha dropped, 16-bit scaled), as `PIL.Image.convert("RGB")` does.
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {

@@ -7,7 +7,7 @@ use std::sync::Once;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{read_input, ModelArgs, RenderArgs, StillArgs, TemplatesArgs};
+use super::{read_input, ModelArgs, RenderArgs, StillArgs, TemplatesArgs, TraceArgs};
 use swin_rollout::encode::{self, EncodeOptions, FrameRate, OutputFormat};
 use swin_rollout::error::{Error, Result};
 use swin_rollout::explain::ExplainOptions;
@@ -15,6 +15,7 @@ use swin_rollout::model::Model;
 use swin_rollout::output::write_atomically;
 use swin_rollout::render::{still as render_still, Renderer, Story, Template};
 use swin_rollout::rollout::RolloutOptions;
+use swin_rollout::trace::Trace;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -36,13 +37,43 @@ fn check_interrupted() -> Result<()> {
     Ok(())
 }
 
-/// Image extensions a folder render picks up.
-const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"];
-
 /// One video to make: its input (`None`: the demo scene) and output.
 struct Job {
     input: Option<PathBuf>,
     output: PathBuf,
+}
+
+/// Where a story's data comes from.
+enum Source {
+    /// A model run on each input; `None` for the schematic, which needs none.
+    Model(Option<Box<Model>>),
+    /// A trace made elsewhere, with the image it was made from if given.
+    Trace {
+        trace: Trace,
+        image: Option<image::RgbImage>,
+        /// What captions name as the model: the trace's file name.
+        name: String,
+    },
+}
+
+impl Source {
+    /// The model the template needs, or the trace of `--trace`.
+    fn new(template: &Template, model: &ModelArgs, trace: &TraceArgs) -> Result<Source> {
+        let Some(path) = &trace.trace else {
+            return load_model_for(template, model).map(|m| Source::Model(m.map(Box::new)));
+        };
+        let image = trace
+            .image
+            .as_deref()
+            .map(swin_rollout::preprocess::read_rgb)
+            .transpose()?;
+        let trace = Trace::load_npz(path)?;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        Ok(Source::Trace { trace, image, name })
+    }
 }
 
 fn stem(input: Option<&Path>) -> String {
@@ -63,6 +94,7 @@ pub(super) fn render(args: &RenderArgs) -> Result<()> {
     let template = Template::load(&args.template)?;
     let options = args.rollout.options()?;
     let explain = args.explain.options()?;
+    let shard = args.shard.resolve()?;
     let encoder = EncodeOptions {
         preset: args.preset.clone(),
         crf: args.crf,
@@ -71,13 +103,20 @@ pub(super) fn render(args: &RenderArgs) -> Result<()> {
     catch_ctrl_c();
     let folder = args.input.as_deref().filter(|p| p.is_dir());
     let Some(folder) = folder else {
+        if args.shard.shard.is_some() {
+            return Err(Error::InvalidArgument(
+                "--shard splits a folder of images; give a folder as the input".into(),
+            ));
+        }
+        let named = args.input.as_deref().or(args.trace.trace.as_deref());
         let output = match (&args.frames_dir, &args.output) {
             (Some(dir), _) => dir.clone(),
             (None, Some(out)) => out.clone(),
             (None, None) => PathBuf::from(format!(
-                "{}-{}.mp4",
-                stem(args.input.as_deref()),
-                template_stem(&args.template)
+                "{}-{}.{}",
+                stem(named),
+                template_stem(&args.template),
+                args.format.extension()
             )),
         };
         let job = Job {
@@ -85,10 +124,10 @@ pub(super) fn render(args: &RenderArgs) -> Result<()> {
             output,
         };
         refuse_existing(&job.output, args.force || args.frames_dir.is_some())?;
-        let model = load_model_for(&template, &args.model)?;
+        let source = Source::new(&template, &args.model, &args.trace)?;
         render_one(
             &job,
-            model.as_ref(),
+            &source,
             &template,
             (&options, &explain),
             &encoder,
@@ -99,7 +138,7 @@ pub(super) fn render(args: &RenderArgs) -> Result<()> {
         }
         return Ok(());
     };
-    render_folder(folder, args, &template, &options, &encoder)
+    render_folder(folder, args, shard, &template, &options, &encoder)
 }
 
 /// A model is loaded only for templates that show one (the schematic needs none).
@@ -119,17 +158,21 @@ fn refuse_existing(output: &Path, force: bool) -> Result<()> {
 
 fn story_for(
     input: Option<&Path>,
-    model: Option<&Model>,
+    source: &Source,
     template: &Template,
     options: &RolloutOptions,
     explain: &ExplainOptions,
 ) -> Result<Story> {
-    match model {
-        Some(model) => {
+    match source {
+        Source::Model(Some(model)) => {
             let image = read_input(input)?;
             Story::for_template(model, &image, template, options, explain)
         }
-        None => Story::mechanism(&template.mechanism),
+        Source::Model(None) => Story::mechanism(&template.mechanism),
+        Source::Trace { trace, image, name } => {
+            Story::for_trace_template(trace, image.as_ref(), None, template, options, explain)
+                .map(|story| story.with_model_name(name.clone()))
+        }
     }
 }
 
@@ -150,14 +193,14 @@ fn progress_bar(frames: usize, quiet: bool, label: &str) -> ProgressBar {
 
 fn render_one(
     job: &Job,
-    model: Option<&Model>,
+    source: &Source,
     template: &Template,
     (options, explain): (&RolloutOptions, &ExplainOptions),
     encoder: &EncodeOptions,
     quiet: bool,
 ) -> Result<()> {
     let format = OutputFormat::from_path(&job.output)?;
-    let story = story_for(job.input.as_deref(), model, template, options, explain)?;
+    let story = story_for(job.input.as_deref(), source, template, options, explain)?;
     let renderer = Renderer::new(&story, template)?;
     let (width, height) = renderer.size();
     let fps = FrameRate::new(renderer.fps(), 1)?;
@@ -179,6 +222,7 @@ fn render_one(
 fn render_folder(
     folder: &Path,
     args: &RenderArgs,
+    shard: swin_rollout::shard::Shard,
     template: &Template,
     options: &RolloutOptions,
     encoder: &EncodeOptions,
@@ -196,44 +240,35 @@ fn render_folder(
             out_dir.display()
         )));
     }
-    let mut inputs: Vec<PathBuf> = std::fs::read_dir(folder)
-        .map_err(|e| Error::io(folder, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        })
-        .collect();
-    inputs.sort();
-    if inputs.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "{} holds no images ({})",
-            folder.display(),
-            IMAGE_EXTENSIONS.join(", ")
-        )));
-    }
-    let model = load_model_for(template, &args.model)?;
+    let inputs = swin_rollout::preprocess::image_files(folder)?;
+    // Outputs are planned over the whole folder, so that every shard refuses the same clashes.
+    let outputs = swin_rollout::output::outputs_in(&out_dir, &inputs, args.format.extension())?;
+    let total = inputs.len();
+    let jobs = shard.select(inputs.into_iter().zip(outputs).collect());
+    let source = Source::Model(load_model_for(template, &args.model)?.map(Box::new));
     let (mut made, mut skipped, mut failed) = (0, 0, 0);
-    for input in &inputs {
+    for (input, output) in &jobs {
         check_interrupted()?;
         let job = Job {
-            output: out_dir.join(format!("{}.mp4", stem(Some(input)))),
+            output: output.clone(),
             input: Some(input.clone()),
         };
+        // Outputs appear only whole (renamed from a hidden temporary file), so one that
+        // exists is finished: a rerun resumes, and shards can share the folder.
         if job.output.exists() && !args.force {
             skipped += 1;
             continue;
         }
         match render_one(
             &job,
-            model.as_ref(),
+            &source,
             template,
             (options, &explain),
             encoder,
             args.quiet,
         ) {
             Ok(()) => made += 1,
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
             Err(e) => {
                 failed += 1;
                 eprintln!("skipped {}: {e}", input.display());
@@ -241,15 +276,20 @@ fn render_folder(
         }
     }
     if !args.quiet {
+        let part = if shard.count() > 1 {
+            format!("shard {shard}: {} of {total} images; ", jobs.len())
+        } else {
+            String::new()
+        };
         eprintln!(
-            "{made} rendered, {skipped} already there (--force replaces them), {failed} failed, into {}",
+            "{part}{made} rendered, {skipped} already there (--force replaces them), {failed} failed, into {}",
             out_dir.display()
         );
     }
     if failed > 0 {
         return Err(Error::InvalidArgument(format!(
             "{failed} of {} images could not be rendered (see above)",
-            inputs.len()
+            jobs.len()
         )));
     }
     Ok(())
@@ -261,10 +301,10 @@ pub(super) fn still(args: &StillArgs) -> Result<()> {
     let explain = args.explain.options()?;
     refuse_existing(&args.output, args.force)?;
     swin_rollout::output::check_writable(&args.output)?;
-    let model = load_model_for(&template, &args.model)?;
+    let source = Source::new(&template, &args.model, &args.trace)?;
     let story = story_for(
-        args.image.as_deref(),
-        model.as_ref(),
+        args.input.as_deref(),
+        &source,
         &template,
         &options,
         &explain,

@@ -55,7 +55,7 @@ pub enum Command {
     Render(RenderArgs),
     /// Render one still: the stage figure, or the frame of any template at a given time.
     #[command(
-        after_help = "Examples:\n  swin-rollout still -o figure.png\n  swin-rollout still --template classes -o classes.png   # top classes' relevance side by side\n  swin-rollout still photo.jpg --template explainer --at 12.5 -o frame.png"
+        after_help = "Examples:\n  swin-rollout still -o figure.png\n  swin-rollout still --trace trace.npz --image photo.jpg -o figure.png   # a trace, no model\n  swin-rollout still --template classes -o classes.png   # top classes' relevance side by side\n  swin-rollout still photo.jpg --template explainer --at 12.5 -o frame.png"
     )]
     Still(StillArgs),
     /// List the built-in templates, or print one to start your own.
@@ -82,7 +82,16 @@ Examples:
   swin-rollout render photo.jpg --template timelapse -o clip.gif
   swin-rollout render photos/ -o videos/ --template timelapse   # one video per image
   swin-rollout render --template mechanism -o mechanism.mp4     # the schematic, no model
-  swin-rollout render photo.jpg --frames-dir frames/           # numbered PNG frames";
+  swin-rollout render photo.jpg --frames-dir frames/           # numbered PNG frames
+  swin-rollout render --trace trace.npz --image photo.jpg -o clip.mp4   # a trace, no model
+  swin-rollout render photos/ -o videos/ --shard 0/4           # part 0 of 4 of the folder
+  swin-rollout render photos/ -o videos/ --shard auto          # in a Slurm job array
+  swin-rollout render photos/ -o videos/ --shard auto --shard-count 8   # a Kubernetes Indexed Job
+
+--trace reads an .npz with `geometry` and `attn_00`… (as `export` writes or numpy.savez of a
+Python capture); `logits` and `pixel_values` are used when there. Shard I of N (I from 0)
+renders the images whose position in the sorted folder is I modulo N; outputs that exist are
+skipped, so shards share one output folder and a rerun resumes.";
 
 /// Which model to run.
 #[derive(Debug, Args)]
@@ -197,14 +206,77 @@ impl RolloutArgs {
     }
 }
 
+/// A trace to render instead of running a model.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Render this trace (.npz of `export` or of a Python capture) without a model.
+    #[arg(long, value_name = "FILE", conflicts_with = "model")]
+    pub trace: Option<PathBuf>,
+    /// The image the trace was made from (with --trace) [default: the trace's pixel_values].
+    #[arg(long, value_name = "FILE", requires = "trace")]
+    pub image: Option<PathBuf>,
+}
+
+/// Which part of a folder this process renders.
+#[derive(Debug, Args)]
+pub struct ShardArgs {
+    /// Render only part I of N of the folder (I from 0: the images at sorted positions I,
+    /// I+N, …), or `auto` to take I and N from a Slurm job array or a Kubernetes Indexed Job.
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<swin_rollout::shard::ShardSpec>,
+    /// N for --shard auto in a Kubernetes Indexed Job (its `completions`).
+    #[arg(long, value_name = "N", requires = "shard")]
+    pub shard_count: Option<usize>,
+}
+
+impl ShardArgs {
+    /// The shard these flags select (the whole folder without --shard).
+    pub fn resolve(&self) -> Result<swin_rollout::shard::Shard> {
+        use swin_rollout::shard::Shard;
+        match self.shard {
+            Some(spec) => Shard::resolve(spec, self.shard_count, |k| std::env::var(k).ok()),
+            None => Ok(Shard::ALL),
+        }
+    }
+}
+
+/// Video formats of a folder render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VideoFormat {
+    /// H.264 MP4.
+    Mp4,
+    /// Animated GIF.
+    Gif,
+}
+
+impl VideoFormat {
+    /// The file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            VideoFormat::Mp4 => "mp4",
+            VideoFormat::Gif => "gif",
+        }
+    }
+}
+
 /// Arguments of `render`.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
     /// Image file, or a folder of images (one video each) [default: the embedded demo scene].
+    #[arg(conflicts_with = "trace")]
     pub input: Option<PathBuf>,
     /// Which model runs.
     #[command(flatten)]
     pub model: ModelArgs,
+    /// A trace instead of a model.
+    #[command(flatten)]
+    pub trace: TraceArgs,
+    /// A part of the folder.
+    #[command(flatten)]
+    pub shard: ShardArgs,
+    /// Video format of a folder's outputs and of the default output name.
+    #[arg(long, value_enum, default_value = "mp4")]
+    pub format: VideoFormat,
     /// Built-in template name (see `swin-rollout templates`) or a .toml file.
     #[arg(short, long, value_name = "NAME|FILE", default_value = "explainer")]
     pub template: String,
@@ -239,10 +311,14 @@ pub struct RenderArgs {
 #[derive(Debug, Args)]
 pub struct StillArgs {
     /// Image file [default: the embedded demo scene].
-    pub image: Option<PathBuf>,
+    #[arg(conflicts_with = "trace", value_name = "IMAGE")]
+    pub input: Option<PathBuf>,
     /// Which model runs.
     #[command(flatten)]
     pub model: ModelArgs,
+    /// A trace instead of a model.
+    #[command(flatten)]
+    pub trace: TraceArgs,
     /// Built-in template name or a .toml file.
     #[arg(short, long, value_name = "NAME|FILE", default_value = "stages")]
     pub template: String,

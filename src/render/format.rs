@@ -321,6 +321,14 @@ impl Format {
         out
     }
 
+    /// The placeholders it shows, in order.
+    pub fn vars(&self) -> impl Iterator<Item = Var> + '_ {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Var(v) => Some(*v),
+            Piece::Text(_) => None,
+        })
+    }
+
     /// Whether there is nothing to draw.
     pub fn is_empty(&self) -> bool {
         self.pieces.is_empty()

@@ -238,6 +238,10 @@ impl<'a> Renderer<'a> {
             if !show || c.explain.is_some_and(|e| e != self.story.explanation) {
                 continue;
             }
+            // A caption about the prediction or the model says nothing without them.
+            if c.text.vars().any(|v| !self.story.knows(v)) {
+                continue;
+            }
             let s = c.text.render(vars);
             let style = Style {
                 size: c.size_in(&self.template.fonts),

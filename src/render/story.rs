@@ -8,9 +8,9 @@ use crate::error::{Error, Result};
 use crate::explain::{ExplainOptions, Explained, Explanation};
 use crate::geometry::Geometry;
 use crate::model::{top_k, Model, Prediction};
-use crate::preprocess::Preprocessor;
+use crate::preprocess::{resize, Filter, Preprocessor};
 use crate::relevance::{Relevance, RelevanceMap};
-use crate::render::format::Vars;
+use crate::render::format::{Var, Vars};
 use crate::render::template::{Mode, Template};
 use crate::rollout::{Map, PairMap, Rollout, RolloutOptions, SparseAttention};
 use crate::trace::Trace;
@@ -139,6 +139,93 @@ impl Story {
         story.prediction = model.top_k(&trace.logits, 1).into_iter().next();
         story.model = model.name.clone();
         Ok(story)
+    }
+
+    /// A story of a trace made without this crate's model (`Trace::load_npz` of an export or
+    /// of a Python capture): nothing here depends on which model family made it.
+    ///
+    /// It is drawn over `image` resized (bicubic, as Swin's processors do) to the trace's
+    /// input size, or without one over the trace's own `pixel_values` with the ImageNet
+    /// normalization of every published Swin undone. The prediction comes from the logits,
+    /// named by `labels` (`class N` where there are none); without logits there is none, and
+    /// captions that show it are left out.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if there is neither an image nor `pixel_values`, and as
+    /// [`Story::new`].
+    pub fn from_trace(
+        trace: &Trace,
+        image: Option<&RgbImage>,
+        labels: Option<&[String]>,
+        options: &RolloutOptions,
+    ) -> Result<Story> {
+        let (h, w) = trace.image_size;
+        let image = match image {
+            Some(image) => resize(image, w, h, Filter::Bicubic),
+            None if !trace.pixel_values.is_empty() => input_image(
+                &trace.pixel_values,
+                trace.image_size,
+                &Preprocessor::imagenet((h, w)),
+            )?,
+            None => {
+                return Err(Error::InvalidArgument(
+                    "the trace holds no pixel_values to draw; give the image it was made from \
+                     (--image)"
+                        .into(),
+                ))
+            }
+        };
+        let story = Story::new(trace, image, options)?;
+        if trace.logits.is_empty() {
+            return Ok(story);
+        }
+        let named: Vec<String>;
+        let labels = match labels {
+            Some(l) => l,
+            None => {
+                named = (0..trace.logits.len())
+                    .map(|i| format!("class {i}"))
+                    .collect();
+                &named
+            }
+        };
+        Ok(story.with_logits(&trace.logits, labels))
+    }
+
+    /// The story `template` needs of an imported trace, as [`Story::from_trace`]; `explain`
+    /// must be the rollout, which is all that attention alone gives.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for relevance or the classes figure (both need the model's
+    /// backward pass, which a trace does not hold) and for the schematic (it shows no trace),
+    /// and as [`Story::from_trace`].
+    pub fn for_trace_template(
+        trace: &Trace,
+        image: Option<&RgbImage>,
+        labels: Option<&[String]>,
+        template: &Template,
+        options: &RolloutOptions,
+        explain: &ExplainOptions,
+    ) -> Result<Story> {
+        let refuse = |why: &str| Err(Error::InvalidArgument(why.to_string()));
+        if explain.explanation == Explanation::Relevance {
+            return refuse(
+                "--explain relevance needs the model's backward pass, which a trace does not \
+                 hold; render the trace's rollout, or the image with its model instead of --trace",
+            );
+        }
+        match template.mode {
+            Mode::Classes => refuse(&format!(
+                "template '{}' shows each top class's relevance, which needs the model's \
+                 backward pass; render the image with its model instead of --trace",
+                template.name
+            )),
+            Mode::Mechanism => refuse(&format!(
+                "template '{}' draws the schematic, which shows no trace; leave out --trace",
+                template.name
+            )),
+            _ => Story::from_trace(trace, image, labels, options),
+        }
     }
 
     /// A story of what [`Explained::new`] computed: the rollout as [`Story::from_model`], or
@@ -300,6 +387,20 @@ impl Story {
     /// Input pixels per token side in the first stage.
     pub fn patch(&self) -> usize {
         self.patch
+    }
+
+    /// Whether this story has a value for `var`: the model's name, the prediction and the
+    /// class explained may be unknown (a trace without logits, or made by an unnamed model).
+    /// Captions showing an unknown value are left out rather than drawn with a blank.
+    pub fn knows(&self, var: Var) -> bool {
+        let class = self.explained.is_some() || self.prediction.is_some();
+        match var {
+            Var::Model => !self.model.is_empty(),
+            Var::Label | Var::Probability => self.prediction.is_some(),
+            Var::Class => class,
+            Var::Explanation => class || self.explanation == Explanation::Rollout,
+            _ => true,
+        }
     }
 
     /// The caption placeholders that never change within a video.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod bad_traces;
+
 use swin_rollout::{BlockTrace, Geometry, Trace};
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,12 @@
 //! The trace of a forward pass: logits plus, for every block, its geometry and its
-//! window-attention probabilities.
+//! window-attention probabilities. [`import`] builds one from arrays in the export layout
+//! (an `.npz` of `export`, or attention captured from any Swin in Python).
 
 use crate::geometry::Geometry;
+
+pub mod import;
+
+pub use import::{attention_name, NdArray, TraceArrays};
 
 /// One block's attention, exactly as the model computed it.
 #[derive(Debug, Clone)]
@@ -28,11 +33,11 @@ impl BlockTrace {
 /// Everything one forward pass recorded.
 #[derive(Debug, Clone)]
 pub struct Trace {
-    /// The preprocessed input, `[3, H, W]` row-major.
+    /// The preprocessed input, `[3, H, W]` row-major; empty for a trace imported without it.
     pub pixel_values: Vec<f32>,
     /// Input height and width in pixels.
     pub image_size: (usize, usize),
-    /// Classifier logits, one per label.
+    /// Classifier logits, one per label; empty where unknown (an imported trace without them).
     pub logits: Vec<f32>,
     /// Every block in forward order.
     pub blocks: Vec<BlockTrace>,
