@@ -5,7 +5,8 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rayon::prelude::*;
-use swin_rollout::{BlockTrace, Geometry, Rollout, RolloutOptions, Trace};
+use swin_rollout::trace::NdArray;
+use swin_rollout::{BlockTrace, Geometry, Rollout, RolloutOptions, Trace, TraceArrays};
 
 use swin_rollout::rng::SplitMix64 as Rng;
 
@@ -36,6 +37,26 @@ fn swin_tiny_trace() -> Trace {
         image_size: (224, 224),
         logits: Vec::new(),
         blocks,
+    }
+}
+
+/// The trace as the arrays Python hands over.
+fn export_arrays(trace: &Trace) -> TraceArrays {
+    let geometry = swin_rollout::export::geometry_table(trace);
+    TraceArrays {
+        geometry: NdArray::new(vec![trace.blocks.len(), 8], geometry),
+        attentions: trace
+            .blocks
+            .iter()
+            .map(|b| {
+                let a = b.geometry.window_area();
+                NdArray::new(
+                    vec![b.geometry.windows(), b.heads, a, a],
+                    b.attention.clone(),
+                )
+            })
+            .collect(),
+        ..TraceArrays::default()
     }
 }
 
@@ -76,6 +97,19 @@ fn benches(c: &mut Criterion) {
         b.iter(|| Rollout::new(black_box(&trace), &opts).unwrap())
     });
     g.bench_function("pooled_maps", |b| b.iter(|| rollout.pooled_maps()));
+    // What `swin_rollout.rollout()` runs natively: the trace checked as user data, built, and
+    // pooled (tools/bench_python.py compares the Python call with this).
+    let arrays = export_arrays(&trace);
+    g.bench_function("from_export_build_pooled", |b| {
+        b.iter_batched(
+            || arrays.clone(),
+            |a| {
+                let t = Trace::from_export(a).unwrap();
+                Rollout::new(&t, &opts).unwrap().pooled_maps()
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
     g.bench_function("naive_pooled_maps", |b| {
         b.iter(|| rollout.naive_pooled_maps())
     });

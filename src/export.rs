@@ -35,13 +35,25 @@ pub fn geometry_table(trace: &Trace) -> Vec<i64> {
 /// pooled map after every block, `rollout_00`… `[H₀, W₀]`, and the final one as `rollout`;
 /// with a relevance its map after every block, `relevance_00`… `[H₀, W₀]` (the mean of R_b's
 /// rows, not rescaled), the final one as `relevance`, and the class explained as `target`
-/// (an int64 scalar).
+/// (an int64 scalar). The arrays are those of [`with_arrays`].
 pub fn write_trace(
     path: &Path,
     trace: &Trace,
     rollout: Option<&Rollout>,
     relevance: Option<&Relevance>,
 ) -> Result<()> {
+    with_arrays(trace, rollout, relevance, |arrays| npz::write(path, arrays))
+}
+
+/// Hands `use_arrays` the arrays of the export format, in the order [`write_trace`] stores
+/// them, so that other front ends (the Python bindings) give exactly what `export` writes.
+/// The arrays borrow maps computed here, hence the callback.
+pub fn with_arrays<R>(
+    trace: &Trace,
+    rollout: Option<&Rollout>,
+    relevance: Option<&Relevance>,
+    use_arrays: impl FnOnce(&[Array]) -> R,
+) -> R {
     let maps = rollout.map(Rollout::pooled_maps).unwrap_or_default();
     let relevance_maps: Vec<_> = relevance
         .map(|r| r.maps().into_iter().map(|m| m.map).collect())
@@ -75,5 +87,5 @@ pub fn write_trace(
     if let Some(target) = &target {
         arrays.push(Array::i64("target", &[], target));
     }
-    npz::write(path, &arrays)
+    use_arrays(&arrays)
 }

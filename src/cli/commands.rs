@@ -8,12 +8,11 @@ use std::sync::Once;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{read_input, ModelArgs, RenderArgs, StillArgs, TemplatesArgs, TraceArgs};
-use swin_rollout::encode::{self, EncodeOptions, FrameRate, OutputFormat};
+use swin_rollout::encode::{EncodeOptions, OutputFormat};
 use swin_rollout::error::{Error, Result};
 use swin_rollout::explain::ExplainOptions;
 use swin_rollout::model::Model;
-use swin_rollout::output::write_atomically;
-use swin_rollout::render::{still as render_still, Renderer, Story, Template};
+use swin_rollout::render::{self, Renderer, Story, Template};
 use swin_rollout::rollout::RolloutOptions;
 use swin_rollout::trace::Trace;
 
@@ -199,20 +198,16 @@ fn render_one(
     encoder: &EncodeOptions,
     quiet: bool,
 ) -> Result<()> {
-    let format = OutputFormat::from_path(&job.output)?;
+    // A bad output name is reported before the model runs.
+    OutputFormat::from_path(&job.output)?;
     let story = story_for(job.input.as_deref(), source, template, options, explain)?;
     let renderer = Renderer::new(&story, template)?;
-    let (width, height) = renderer.size();
-    let fps = FrameRate::new(renderer.fps(), 1)?;
-    let sink = encode::open(&job.output, format, width, height, fps, encoder)?;
     let bar = progress_bar(renderer.frame_count(), quiet, &stem(job.input.as_deref()));
-    let result = encode::render_to(
-        sink,
-        renderer.frame_count(),
-        |i| {
-            check_interrupted()?;
-            renderer.frame(i)
-        },
+    let result = render::write_video(
+        &renderer,
+        &job.output,
+        encoder,
+        &check_interrupted,
         Some(&|| bar.inc(1)),
     );
     bar.finish_and_clear();
@@ -309,12 +304,7 @@ pub(super) fn still(args: &StillArgs) -> Result<()> {
         &options,
         &explain,
     )?;
-    let frame = render_still(&story, &template, args.at)?;
-    write_atomically(&args.output, |out| {
-        frame
-            .write_to(out, image::ImageFormat::Png)
-            .map_err(|e| Error::Output(format!("{}: {e}", args.output.display())))
-    })?;
+    render::write_still(&story, &template, args.at, &args.output)?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }

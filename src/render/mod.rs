@@ -39,6 +39,8 @@ pub mod text;
 pub mod timeline;
 pub mod windows;
 
+use std::path::Path;
+
 use image::RgbImage;
 
 pub use renderer::Renderer;
@@ -46,7 +48,9 @@ pub use story::{input_image, ClassMap, Story};
 pub use template::{Mode, Order, Template};
 pub use timeline::{Beat, Moment, Timeline};
 
-use crate::error::Result;
+use crate::encode::{self, EncodeOptions, FrameRate, OutputFormat};
+use crate::error::{Error, Result};
+use crate::output::write_atomically;
 
 /// The frame of `template` at time `seconds` (clamped to the video); for a figure template,
 /// its single frame.
@@ -55,4 +59,48 @@ use crate::error::Result;
 /// As [`Renderer::new`].
 pub fn still(story: &Story, template: &Template, seconds: f64) -> Result<RgbImage> {
     Renderer::new(story, template)?.frame_at(seconds)
+}
+
+/// Renders every frame of `renderer` into `output` — `.mp4`, `.gif`, or an existing folder of
+/// PNG frames (see [`OutputFormat::from_path`]) — in parallel, streamed to the encoder, with
+/// nothing at `output` unless every frame made it (PNG folders excepted).
+///
+/// `check` runs before each frame and stops the render with its error (Ctrl-C in the CLI,
+/// `KeyboardInterrupt` in Python); `progress` is called once per frame written.
+///
+/// # Errors
+/// As [`OutputFormat::from_path`], [`encode::open`] and [`Renderer::frame`], or `check`'s error.
+pub fn write_video(
+    renderer: &Renderer,
+    output: &Path,
+    encoder: &EncodeOptions,
+    check: &(dyn Fn() -> Result<()> + Sync),
+    progress: Option<&(dyn Fn() + Sync)>,
+) -> Result<()> {
+    let format = OutputFormat::from_path(output)?;
+    let (width, height) = renderer.size();
+    let fps = FrameRate::new(renderer.fps(), 1)?;
+    let sink = encode::open(output, format, width, height, fps, encoder)?;
+    encode::render_to(
+        sink,
+        renderer.frame_count(),
+        |i| {
+            check()?;
+            renderer.frame(i)
+        },
+        progress,
+    )
+}
+
+/// Writes the frame of `template` at `seconds` (see [`still`]) to `output` as a PNG, atomically.
+///
+/// # Errors
+/// As [`still`], or [`Error::Output`] naming `output` if it cannot be written.
+pub fn write_still(story: &Story, template: &Template, seconds: f64, output: &Path) -> Result<()> {
+    let frame = still(story, template, seconds)?;
+    write_atomically(output, |out| {
+        frame
+            .write_to(out, image::ImageFormat::Png)
+            .map_err(|e| Error::Output(format!("{}: {e}", output.display())))
+    })
 }

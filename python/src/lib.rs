@@ -1,0 +1,380 @@
+//! `swin_rollout._native`: the Rust side of the Python package. Each function translates its
+//! arguments (already checked and named by the Python wrapper in `swin_rollout/__init__.py`)
+//! and calls the library; the work runs without the GIL.
+
+mod arrays;
+mod errors;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use arrays::{ArrayIn, ArrayOut};
+use errors::to_py;
+use swin_rollout::encode::EncodeOptions;
+use swin_rollout::error::{Error, Result};
+use swin_rollout::explain::{ExplainOptions, Explained, Explanation};
+use swin_rollout::model::{Model, ModelSource};
+use swin_rollout::render::{write_still, write_video, Renderer, Story, Template};
+use swin_rollout::rollout::{HeadFusion, Rollout, RolloutOptions};
+use swin_rollout::trace::{Trace, TraceArrays};
+
+/// An image as Python hands it over: a file, or `(height, width, RGB bytes)`.
+type ImageIn<'py> = (Option<PathBuf>, Option<(u32, u32, Bound<'py, PyBytes>)>);
+
+/// A trace as Python hands it over: `geometry`, the attentions, `logits`, `pixel_values`.
+type TraceIn<'py> = (
+    ArrayIn<'py>,
+    Vec<ArrayIn<'py>>,
+    Option<ArrayIn<'py>>,
+    Option<ArrayIn<'py>>,
+);
+
+/// Models loaded once per process: the embedded one and hub ids (a folder is read again each
+/// time, since its files may have changed).
+fn cached_model(source: Option<&str>) -> Result<Arc<Model>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Model>>>> = OnceLock::new();
+    let source = source.map(ModelSource::parse).unwrap_or_default();
+    let key = match &source {
+        ModelSource::Folder(_) => return Model::load(&source).map(Arc::new),
+        ModelSource::Embedded => String::new(),
+        ModelSource::Hub(id) => id.clone(),
+    };
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(model) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(model);
+    }
+    let model = Arc::new(Model::load(&source)?);
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, Arc::clone(&model));
+    }
+    Ok(model)
+}
+
+fn rollout_options(head_fusion: &str, residual: f32, discard: f32) -> Result<RolloutOptions> {
+    let options = RolloutOptions {
+        fusion: head_fusion.parse::<HeadFusion>()?,
+        residual,
+        discard,
+    };
+    options.validate()?;
+    Ok(options)
+}
+
+fn explain_options(explain: &str, target: Option<String>) -> Result<ExplainOptions> {
+    let options = ExplainOptions {
+        explanation: explain.parse::<Explanation>()?,
+        class: target,
+    };
+    options.validate()?;
+    Ok(options)
+}
+
+/// The RGB image of a path or of raw pixels; `None` when neither is given.
+fn read_image(
+    path: Option<&Path>,
+    pixels: Option<(u32, u32, &[u8])>,
+) -> Result<Option<image::RgbImage>> {
+    match (path, pixels) {
+        (Some(path), _) => swin_rollout::preprocess::read_rgb(path).map(Some),
+        (None, Some((h, w, bytes))) => image::RgbImage::from_raw(w, h, bytes.to_vec())
+            .map(Some)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "image: {} bytes are not a {h}×{w}×3 uint8 image",
+                    bytes.len()
+                ))
+            }),
+        (None, None) => Ok(None),
+    }
+}
+
+fn trace_arrays(trace: &TraceIn) -> PyResult<TraceArrays> {
+    let (geometry, attentions, logits, pixel_values) = trace;
+    Ok(TraceArrays {
+        geometry: arrays::nd_array("geometry", geometry)?,
+        attentions: attentions
+            .iter()
+            .enumerate()
+            .map(|(k, a)| arrays::nd_array(&swin_rollout::trace::attention_name(k), a))
+            .collect::<PyResult<_>>()?,
+        logits: logits
+            .as_ref()
+            .map(|l| arrays::nd_array("logits", l))
+            .transpose()?,
+        pixel_values: pixel_values
+            .as_ref()
+            .map(|p| arrays::nd_array("pixel_values", p))
+            .transpose()?,
+    })
+}
+
+/// Runs `work` on another thread while this one, holding the GIL between waits, checks for
+/// Ctrl-C: Python handles signals only on its main thread, so a render started from a notebook
+/// stays interruptible. On an interrupt `work` is told to stop (it leaves no output) and the
+/// `KeyboardInterrupt` is raised.
+fn interruptible<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce(&AtomicBool) -> Result<T> + Send,
+) -> PyResult<T> {
+    let stop = AtomicBool::new(false);
+    let mut interrupt: Option<PyErr> = None;
+    let result = std::thread::scope(|scope| {
+        let handle = scope.spawn(|| work(&stop));
+        while !handle.is_finished() {
+            py.detach(|| std::thread::sleep(Duration::from_millis(20)));
+            if interrupt.is_none() {
+                if let Err(e) = py.check_signals() {
+                    stop.store(true, Ordering::SeqCst);
+                    interrupt = Some(e);
+                }
+            }
+        }
+        handle.join()
+    });
+    if let Some(e) = interrupt {
+        return Err(e);
+    }
+    match result {
+        Ok(r) => r.map_err(to_py),
+        Err(_) => Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "swin_rollout: the render thread panicked; please report this with the arguments used",
+        )),
+    }
+}
+
+/// The export arrays of one image: see `swin_rollout.explain`.
+#[pyfunction]
+#[pyo3(signature = (image, model, explain, target, head_fusion, residual, discard))]
+#[allow(clippy::too_many_arguments)]
+fn explain(
+    py: Python<'_>,
+    image: ImageIn,
+    model: Option<String>,
+    explain: &str,
+    target: Option<String>,
+    head_fusion: &str,
+    residual: f32,
+    discard: f32,
+) -> PyResult<Vec<ArrayOut>> {
+    let options = rollout_options(head_fusion, residual, discard).map_err(to_py)?;
+    let explain = explain_options(explain, target).map_err(to_py)?;
+    let (path, pixels) = image;
+    let pixels = pixels.as_ref().map(|(h, w, b)| (*h, *w, b.as_bytes()));
+    let computed = py.detach(|| -> Result<_> {
+        let image = read_image(path.as_deref(), pixels)?
+            .ok_or_else(|| Error::InvalidArgument("image: give a path or an array".into()))?;
+        let model = cached_model(model.as_deref())?;
+        let Explained { trace, relevance } = Explained::from_rgb(&model, &image, &explain)?;
+        let rollout = Rollout::new(&trace, &options)?;
+        Ok((trace, rollout, relevance))
+    });
+    let (trace, rollout, relevance) = computed.map_err(to_py)?;
+    Ok(swin_rollout::export::with_arrays(
+        &trace,
+        Some(&rollout),
+        relevance.as_ref(),
+        |arrays| arrays.iter().map(|a| arrays::export_out(py, a)).collect(),
+    ))
+}
+
+/// The pooled window-aware rollout after every block, `[L, H₀, W₀]`: see
+/// `swin_rollout.rollout`.
+#[pyfunction]
+#[pyo3(signature = (geometry, attentions, head_fusion, residual, discard))]
+fn rollout(
+    py: Python<'_>,
+    geometry: ArrayIn,
+    attentions: Vec<ArrayIn>,
+    head_fusion: &str,
+    residual: f32,
+    discard: f32,
+) -> PyResult<ArrayOut> {
+    let options = rollout_options(head_fusion, residual, discard).map_err(to_py)?;
+    let arrays = trace_arrays(&(geometry, attentions, None, None))?;
+    let maps = py
+        .detach(|| -> Result<_> {
+            let trace = Trace::from_export(arrays)?;
+            Ok(Rollout::new(&trace, &options)?.pooled_maps())
+        })
+        .map_err(to_py)?;
+    let (h, w) = maps
+        .first()
+        .map(|m| (m.height, m.width))
+        .ok_or_else(|| PyValueError::new_err("geometry: no blocks to roll out"))?;
+    let values: Vec<f32> = maps.iter().flat_map(|m| m.values.iter().copied()).collect();
+    Ok(arrays::f32_out(py, "rollout", &[maps.len(), h, w], &values))
+}
+
+/// Where a render's data comes from.
+enum Source {
+    Model(Option<String>),
+    Trace(TraceArrays),
+    TraceFile(PathBuf),
+}
+
+/// A video (`.mp4`, `.gif`, a folder of PNG frames) or a still (`.png`): see
+/// `swin_rollout.render`.
+#[pyfunction]
+#[pyo3(signature = (
+    output, template, model, image, trace_file, trace, labels, name, explain, target,
+    head_fusion, residual, discard, at, crf, preset, progress
+))]
+#[allow(clippy::too_many_arguments)]
+fn render(
+    py: Python<'_>,
+    output: PathBuf,
+    template: &str,
+    model: Option<String>,
+    image: ImageIn,
+    trace_file: Option<PathBuf>,
+    trace: Option<TraceIn>,
+    labels: Option<Vec<String>>,
+    name: Option<String>,
+    explain: &str,
+    target: Option<String>,
+    head_fusion: &str,
+    residual: f32,
+    discard: f32,
+    at: f64,
+    crf: u8,
+    preset: String,
+    progress: bool,
+) -> PyResult<()> {
+    let options = rollout_options(head_fusion, residual, discard).map_err(to_py)?;
+    let explain = explain_options(explain, target).map_err(to_py)?;
+    let encoder = EncodeOptions {
+        preset,
+        crf,
+        ..EncodeOptions::default()
+    };
+    let source = match (trace_file, trace) {
+        (Some(path), _) => Source::TraceFile(path),
+        (None, Some(t)) => Source::Trace(trace_arrays(&t)?),
+        (None, None) => Source::Model(model),
+    };
+    let (path, pixels) = image;
+    let pixels = pixels
+        .as_ref()
+        .map(|(h, w, b)| (*h, *w, b.as_bytes().to_vec()));
+    let still = output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    interruptible(py, move |stop| {
+        let template = Template::load(template)?;
+        if !still {
+            // A bad output name is reported before any work.
+            swin_rollout::encode::OutputFormat::from_path(&output)?;
+        }
+        let pixels = pixels.as_ref().map(|(h, w, b)| (*h, *w, b.as_slice()));
+        let image = read_image(path.as_deref(), pixels)?;
+        let story = story(source, image, labels, name, &template, &options, &explain)?;
+        if still {
+            return write_still(&story, &template, at, &output);
+        }
+        let renderer = Renderer::new(&story, &template)?;
+        let bar = if progress {
+            progress_bar(renderer.frame_count(), &output)
+        } else {
+            ProgressBar::hidden()
+        };
+        let check = || {
+            if stop.load(Ordering::SeqCst) {
+                Err(Error::Interrupted)
+            } else {
+                Ok(())
+            }
+        };
+        let result = write_video(&renderer, &output, &encoder, &check, Some(&|| bar.inc(1)));
+        bar.finish_and_clear();
+        result
+    })
+}
+
+fn story(
+    source: Source,
+    image: Option<image::RgbImage>,
+    labels: Option<Vec<String>>,
+    name: Option<String>,
+    template: &Template,
+    options: &RolloutOptions,
+    explain: &ExplainOptions,
+) -> Result<Story> {
+    let trace = match source {
+        Source::Model(model) => {
+            if !template.needs_model() {
+                return Story::mechanism(&template.mechanism);
+            }
+            let image = image.ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "template '{}' shows a model's attention: give an image (a path or an \
+                     H×W×3 uint8 array) or a trace",
+                    template.name
+                ))
+            })?;
+            let model = cached_model(model.as_deref())?;
+            return Story::for_template(&model, &image, template, options, explain);
+        }
+        Source::Trace(arrays) => Trace::from_export(arrays)?,
+        Source::TraceFile(path) => Trace::load_npz(&path)?,
+    };
+    let story = Story::for_trace_template(
+        &trace,
+        image.as_ref(),
+        labels.as_deref(),
+        template,
+        options,
+        explain,
+    )?;
+    Ok(match name {
+        Some(name) => story.with_model_name(name),
+        None => story,
+    })
+}
+
+fn progress_bar(frames: usize, output: &Path) -> ProgressBar {
+    let bar = ProgressBar::new(frames as u64);
+    let style =
+        ProgressStyle::with_template("{msg} [{bar:32}] {pos}/{len} frames, {per_sec}, ETA {eta}")
+            .map(|s| s.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    let label = output
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    bar.set_message(label);
+    bar
+}
+
+/// The names of the built-in templates, with what each shows.
+#[pyfunction]
+fn templates() -> Vec<(&'static str, String)> {
+    Template::builtin_list()
+}
+
+/// The labels of a model (`None`: the embedded one), in logit order.
+#[pyfunction]
+#[pyo3(signature = (model=None))]
+fn labels(py: Python<'_>, model: Option<String>) -> PyResult<Vec<String>> {
+    py.detach(|| cached_model(model.as_deref()).map(|m| m.config().labels.clone()))
+        .map_err(to_py)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(explain, m)?)?;
+    m.add_function(wrap_pyfunction!(rollout, m)?)?;
+    m.add_function(wrap_pyfunction!(render, m)?)?;
+    m.add_function(wrap_pyfunction!(templates, m)?)?;
+    m.add_function(wrap_pyfunction!(labels, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,277 @@
+"""Attention captured from a PyTorch Swin in the user's own session, in the export layout.
+
+    from swin_rollout.torch import capture
+    trace = capture(model, pixel_values)          # model: Hugging Face or timm Swin
+    swin_rollout.rollout(trace["attentions"], trace["geometry"])
+
+Supported: Hugging Face ``SwinForImageClassification`` / ``SwinModel`` (and their V2
+``Swinv2ForImageClassification`` / ``Swinv2Model``) and timm's ``SwinTransformer``. The model
+runs as it would without us: hooks only read, its outputs are unchanged, and a model loaded
+with SDPA attention (which computes no probabilities) gets them recomputed from its own query
+and key projections, exactly as its eager path computes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional
+
+import numpy as np
+
+__all__ = ["capture"]
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:  # the package works without torch; only capture needs it
+        raise ImportError(
+            "swin_rollout.torch.capture needs PyTorch: pip install torch"
+        ) from None
+    return torch
+
+
+class _Block:
+    """What one Swin block recorded: its grid, window, shift and attention probabilities."""
+
+    def __init__(self, stage: int, index: int):
+        self.stage = stage
+        self.index = index
+        self.grid: Optional[tuple] = None
+        self.window: Optional[int] = None
+        self.shift: Optional[int] = None
+        self.probs = None  # torch tensor [B·windows, heads, M², M²]
+        # For SDPA: the block's query and key projections and its mask, to recompute probs.
+        self.q = None
+        self.k = None
+        self.mask = None
+
+    def geometry_row(self, family: str) -> list:
+        h, w = self.grid
+        m, s = self.window, self.shift
+        ph, pw = -(-h // m) * m, -(-w // m) * m
+        if family == "timm" and s > 0 and (ph != h or pw != w):
+            raise ValueError(
+                f"block {self.stage}.{self.index}: timm rolls the {h}×{w} grid before padding it "
+                f"to {ph}×{pw}, a window layout the export geometry does not describe (Hugging "
+                "Face pads first); use an input size whose token grids are multiples of the "
+                f"window ({m}), such as the model's own img_size"
+            )
+        return [self.stage, self.index, h, w, ph, pw, m, s]
+
+
+def _square(name: str, value: Any) -> int:
+    if isinstance(value, (tuple, list)):
+        if len(set(int(v) for v in value)) != 1:
+            raise ValueError(f"{name} {tuple(value)} is not square; swin_rollout needs square windows")
+        return int(value[0])
+    return int(value)
+
+
+def _stages(model) -> tuple:
+    """(family, [stage modules]) of a supported model, in forward order."""
+    names = {type(m).__name__: m for m in model.modules()}
+    if "SwinStage" in names or "Swinv2Stage" in names:
+        stages = [m for m in model.modules() if type(m).__name__ in ("SwinStage", "Swinv2Stage")]
+        return ("hf", stages)
+    if "SwinTransformerStage" in names:
+        return ("timm", [m for m in model.modules() if type(m).__name__ == "SwinTransformerStage"])
+    raise TypeError(
+        f"capture: {type(model).__name__} is not a supported Swin; pass a Hugging Face "
+        "SwinForImageClassification / SwinModel (or Swinv2…) or a timm SwinTransformer"
+    )
+
+
+def _hf_hooks(block: _Block, layer, hooks: list) -> None:
+    """Hooks on a Hugging Face SwinLayer / Swinv2Layer."""
+
+    def on_layer(module, args, kwargs, output):
+        dims = args[1] if len(args) > 1 else kwargs["input_dimensions"]
+        block.grid = (int(dims[0]), int(dims[1]))
+        # SwinLayer clamps window and shift to the grid during its forward: read them after.
+        block.window = _square("window_size", module.window_size)
+        block.shift = _square("shift_size", module.shift_size)
+
+    hooks.append(layer.register_forward_hook(on_layer, with_kwargs=True))
+    attention = layer.attention
+    inner = getattr(attention, "self", None)
+    if inner is not None and hasattr(inner, "dropout"):
+        # Swin V2 (and transformers 4 Swin): probabilities go through a dropout module, whose
+        # input is them exactly, whatever the mode.
+        def on_dropout(module, args):
+            block.probs = args[0].detach()
+
+        hooks.append(inner.dropout.register_forward_pre_hook(on_dropout))
+        return
+
+    # transformers 5 Swin: SwinAttention returns (output, weights); the weights are None
+    # under SDPA, so the query and key projections are kept to recompute them.
+    def on_q(module, args, output):
+        block.q = output.detach()
+
+    def on_k(module, args, output):
+        block.k = output.detach()
+
+    def on_attention(module, args, kwargs, output):
+        weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+        if weights is not None:
+            block.probs = weights.detach()
+            block.q = block.k = None
+            return
+        block.mask = args[1] if len(args) > 1 else kwargs.get("attention_mask")
+        block.probs = _hf_recompute(module, block)
+
+    hooks.append(attention.q_proj.register_forward_hook(on_q))
+    hooks.append(attention.k_proj.register_forward_hook(on_k))
+    hooks.append(attention.register_forward_hook(on_attention, with_kwargs=True))
+
+
+def _hf_recompute(module, block: _Block):
+    """Eager attention's probabilities from the kept projections (transformers 5 Swin)."""
+    torch = _torch()
+    q, k, mask = block.q, block.k, block.mask
+    block.q = block.k = block.mask = None
+    shape = (*q.shape[:-1], -1, module.head_dim)
+    q = q.view(shape).transpose(1, 2)
+    k = k.view(shape).transpose(1, 2)
+    scores = torch.matmul(q, k.transpose(2, 3)) * module.scaling
+    bias = module.relative_position_bias()
+    if mask is not None:
+        windows, n = mask.shape[0], q.shape[2]
+        mask = (
+            mask.unsqueeze(1).unsqueeze(0).expand(q.shape[0] // windows, -1, -1, -1, -1)
+            .reshape(-1, 1, n, n)
+        )
+        bias = bias + mask
+    scores = scores + bias
+    return torch.nn.functional.softmax(scores, dim=-1, dtype=torch.float32)
+
+
+def _timm_hooks(block: _Block, layer, hooks: list) -> None:
+    """Hooks on a timm SwinTransformerBlock."""
+
+    def on_layer(module, args, output):
+        x = args[0]
+        block.grid = (int(x.shape[1]), int(x.shape[2]))
+        block.window = _square("window_size", module.window_size)
+        block.shift = _square("shift_size", module.shift_size)
+
+    hooks.append(layer.register_forward_hook(on_layer))
+    attn = layer.attn
+
+    def on_drop(module, args):
+        block.probs = args[0].detach()
+
+    hooks.append(attn.attn_drop.register_forward_pre_hook(on_drop))
+
+    def on_qkv(module, args, output):
+        block.q = output.detach()
+
+    def on_attn(module, args, kwargs, output):
+        if not getattr(module, "fused_attn", False):
+            return
+        mask = args[1] if len(args) > 1 else kwargs.get("mask")
+        block.probs = _timm_recompute(module, block.q, mask)
+        block.q = None
+
+    hooks.append(attn.qkv.register_forward_hook(on_qkv))
+    hooks.append(attn.register_forward_hook(on_attn, with_kwargs=True))
+
+
+def _timm_recompute(module, qkv, mask):
+    """timm's unfused attention probabilities from its kept qkv projection."""
+    b, n, _ = qkv.shape
+    qkv = qkv.reshape(b, n, 3, module.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, _ = qkv.unbind(0)
+    attn = (q * module.scale) @ k.transpose(-2, -1)
+    attn = attn + module._get_rel_pos_bias()
+    if mask is not None:
+        windows = mask.shape[0]
+        attn = attn.view(-1, windows, module.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
+        attn = attn.view(-1, module.num_heads, n, n)
+    return attn.softmax(dim=-1)
+
+
+def _logits(family: str, model, output) -> Optional[Any]:
+    if family == "hf":
+        return getattr(output, "logits", None)
+    # timm: a classifier returns logits, a headless model (num_classes=0) pooled features.
+    if getattr(model, "num_classes", 0) > 0 and hasattr(output, "shape"):
+        return output
+    return None
+
+
+def capture(model, pixel_values) -> Any:
+    """Runs ``model`` on ``pixel_values`` and records every block's attention and geometry.
+
+    Args:
+        model: a Hugging Face ``SwinForImageClassification``, ``SwinModel``,
+            ``Swinv2ForImageClassification`` or ``Swinv2Model``, or a timm
+            ``SwinTransformer``, with any attention implementation.
+        pixel_values: a float tensor [B, 3, H, W] (or [3, H, W]) as the model takes it.
+
+    Returns:
+        For one image, a dict in the export layout: ``geometry`` (i64 [L, 8]), ``attentions``
+        (a list of f32 [windows, heads, M², M²]), ``logits`` (f32 [classes], when the model
+        has a classifier), ``pixel_values`` (f32 [3, H, W]) and ``output`` (what the model
+        returned, untouched). For a batch of B > 1, a list of B such dicts (``output`` is the
+        whole batch's in each). ``swin_rollout.rollout``, ``render`` and ``save_trace`` take
+        the dict as it is.
+    """
+    torch = _torch()
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"capture: model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(pixel_values, torch.Tensor):
+        raise TypeError(
+            f"capture: pixel_values must be a torch.Tensor [B, 3, H, W], got {type(pixel_values).__name__}"
+        )
+    single = pixel_values.dim() == 3
+    if single:
+        pixel_values = pixel_values.unsqueeze(0)
+    if pixel_values.dim() != 4 or pixel_values.shape[1] != 3 or pixel_values.shape[0] == 0:
+        raise ValueError(
+            f"capture: pixel_values must be [B, 3, H, W] (or [3, H, W]), got {tuple(pixel_values.shape)}"
+        )
+    family, stages = _stages(model)
+    blocks: List[_Block] = []
+    hooks: list = []
+    add: Callable = _hf_hooks if family == "hf" else _timm_hooks
+    try:
+        for s, stage in enumerate(stages):
+            for i, layer in enumerate(stage.blocks):
+                block = _Block(s, i)
+                blocks.append(block)
+                add(block, layer, hooks)
+        with torch.no_grad():
+            output = model(pixel_values)
+    finally:
+        for h in hooks:
+            h.remove()
+    missing = [f"{b.stage}.{b.index}" for b in blocks if b.probs is None or b.grid is None]
+    if missing:
+        raise RuntimeError(
+            f"capture: blocks {', '.join(missing)} recorded no attention; is this a supported "
+            "Swin (see help(swin_rollout.torch.capture))?"
+        )
+    geometry = np.array([b.geometry_row(family) for b in blocks], dtype=np.int64)
+    batch = pixel_values.shape[0]
+    attentions = []
+    for b, row in zip(blocks, geometry):
+        windows = int(row[4] // row[6]) * int(row[5] // row[6])
+        p = b.probs.float().cpu()
+        attentions.append(p.reshape(batch, windows, *p.shape[1:]).numpy())
+    logits = _logits(family, model, output)
+    if logits is not None:
+        logits = logits.detach().float().cpu().reshape(batch, -1).numpy()
+    pixels = pixel_values.detach().float().cpu().numpy()
+    traces = []
+    for i in range(batch):
+        trace = {
+            "geometry": geometry.copy(),
+            "attentions": [np.ascontiguousarray(a[i]) for a in attentions],
+            "pixel_values": np.ascontiguousarray(pixels[i]),
+            "output": output,
+        }
+        if logits is not None:
+            trace["logits"] = np.ascontiguousarray(logits[i])
+        traces.append(trace)
+    return traces[0] if single or batch == 1 else traces
