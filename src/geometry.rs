@@ -57,6 +57,40 @@ impl Geometry {
         }
     }
 
+    /// Checks what everything that reads a geometry relies on: a non-empty grid and window, the
+    /// padded size the grid padded to the next multiple of the window (as every Swin pads), an
+    /// index image that fits `u32`, and a shift below the window. The problem, if any, is one
+    /// phrase for the caller to prefix with the block it names.
+    pub fn check(&self) -> Result<(), String> {
+        if self.height == 0 || self.width == 0 || self.window == 0 {
+            return Err(format!(
+                "height {}, width {} and window {} must be at least 1",
+                self.height, self.width, self.window
+            ));
+        }
+        let pad = |n: usize| n.checked_next_multiple_of(self.window);
+        if pad(self.height) != Some(self.padded_height)
+            || pad(self.width) != Some(self.padded_width)
+        {
+            return Err(format!(
+                "padded size {}×{} is not the {}×{} grid padded to a multiple of window {}",
+                self.padded_height, self.padded_width, self.height, self.width, self.window
+            ));
+        }
+        // Indices are u32 with u32::MAX reserved for padding.
+        match self.padded_height.checked_mul(self.padded_width) {
+            Some(places) if places < Self::PADDING as usize => {}
+            _ => return Err("the grid is too large".into()),
+        }
+        if self.shift >= self.window {
+            return Err(format!(
+                "shift {} is not below window {}",
+                self.shift, self.window
+            ));
+        }
+        Ok(())
+    }
+
     /// Number of real (unpadded) tokens, H·W.
     pub fn tokens(&self) -> usize {
         self.height * self.width

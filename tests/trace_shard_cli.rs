@@ -321,6 +321,47 @@ fn image_folder(dir: &Path, n: usize) -> PathBuf {
     images
 }
 
+/// A shard test's folder: `images/` with `n` images, an empty `out/`, and a tiny template of
+/// `fps` frames a second and `block` seconds a block.
+struct ShardFolder {
+    dir: tempfile::TempDir,
+    template: PathBuf,
+}
+
+impl ShardFolder {
+    fn new(n: usize, fps: u32, block: f64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        image_folder(dir.path(), n);
+        std::fs::create_dir(dir.path().join("out")).unwrap();
+        let template = tiny_template(dir.path(), fps, block);
+        ShardFolder { dir, template }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `render images -o out` with the test model and template, then `extra`.
+    fn args(&self, extra: &[&str]) -> Vec<String> {
+        let template = self.template.to_str().unwrap();
+        let base = [
+            "render",
+            "images",
+            "-o",
+            "out",
+            "-m",
+            &model(),
+            "-t",
+            template,
+        ];
+        base.iter().chain(extra).map(|a| a.to_string()).collect()
+    }
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 fn spawn(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Child {
     let mut c = binary();
     c.args(args)
@@ -353,31 +394,16 @@ fn counts(stderr: &str) -> (usize, usize) {
 
 #[test]
 fn shards_side_by_side_render_every_image_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    image_folder(d, 10);
-    std::fs::create_dir(d.join("out")).unwrap();
-    let tiny = tiny_template(d, 4, 0.25);
-    let base = [
-        "render",
-        "images",
-        "-o",
-        "out",
-        "-m",
-        &model(),
-        "-t",
-        tiny.to_str().unwrap(),
-        "--format",
-        "gif",
-    ];
-    let with = |extra: &[&'static str]| [&base[..], extra].concat();
+    let folder = ShardFolder::new(10, 4, 0.25);
+    let d = folder.path();
+    let with = |extra: &[&str]| folder.args(&[&["--format", "gif"], extra].concat());
     // Four shards at once: two given outright, one as a Slurm array task (1-based array), one
     // as a Kubernetes Indexed Job.
     let children = vec![
-        spawn(&with(&["--shard", "0/4"]), d, &[]),
-        spawn(&with(&["--shard", "1/4"]), d, &[]),
+        spawn(&strs(&with(&["--shard", "0/4"])), d, &[]),
+        spawn(&strs(&with(&["--shard", "1/4"])), d, &[]),
         spawn(
-            &with(&["--shard", "auto"]),
+            &strs(&with(&["--shard", "auto"])),
             d,
             &[
                 ("SLURM_ARRAY_TASK_ID", "3"),
@@ -386,7 +412,7 @@ fn shards_side_by_side_render_every_image_once() {
             ],
         ),
         spawn(
-            &with(&["--shard", "auto", "--shard-count", "4"]),
+            &strs(&with(&["--shard", "auto", "--shard-count", "4"])),
             d,
             &[("JOB_COMPLETION_INDEX", "3")],
         ),
@@ -411,32 +437,18 @@ fn shards_side_by_side_render_every_image_once() {
         assert_eq!((gif.width(), gif.height()), (96, 96));
     }
     // A rerun renders nothing and says so.
-    let err = ok(&run(&with(&["--shard", "2/4"]), d));
+    let err = ok(&run(&strs(&with(&["--shard", "2/4"])), d));
     assert_eq!(counts(&err), (0, 2), "{err}");
 }
 
 #[test]
 fn a_killed_shard_leaves_no_output_and_its_rerun_completes() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    image_folder(d, 4);
-    let out_dir = d.join("out");
-    std::fs::create_dir(&out_dir).unwrap();
     // Slow enough (8 blocks × 10 s at 30 fps, MP4 written as it renders) to be caught mid-file.
-    let slow = tiny_template(d, 30, 10.0);
-    let args = [
-        "render",
-        "images",
-        "-o",
-        "out",
-        "-m",
-        &model(),
-        "-t",
-        slow.to_str().unwrap(),
-        "--shard",
-        "1/2",
-        "-q",
-    ];
+    let folder = ShardFolder::new(4, 30, 10.0);
+    let d = folder.path();
+    let out_dir = d.join("out");
+    let owned = folder.args(&["--shard", "1/2", "-q"]);
+    let args = strs(&owned);
     let mut child = spawn(&args, d, &[]);
     let start = Instant::now();
     while hidden(&out_dir).is_empty() {

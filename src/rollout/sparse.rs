@@ -288,27 +288,7 @@ pub(crate) fn check_block(block: &BlockTrace) -> Result<()> {
             g.stage, g.block
         )))
     };
-    if g.window == 0 || g.height == 0 || g.width == 0 {
-        return bad(format!(
-            "empty grid or window ({}×{} tokens, window {})",
-            g.height, g.width, g.window
-        ));
-    }
-    if g.padded_height < g.height
-        || g.padded_width < g.width
-        || !g.padded_height.is_multiple_of(g.window)
-        || !g.padded_width.is_multiple_of(g.window)
-    {
-        return bad(format!(
-            "padded grid {}×{} is not the {}×{} grid padded to a multiple of window {}",
-            g.padded_height, g.padded_width, g.height, g.width, g.window
-        ));
-    }
-    // Indices are u32 with u32::MAX reserved for padding.
-    match g.padded_height.checked_mul(g.padded_width) {
-        Some(places) if places < Geometry::PADDING as usize => {}
-        _ => return bad("grid too large".into()),
-    }
+    g.check().or_else(bad)?;
     if block.heads == 0 {
         return bad("no attention heads".into());
     }

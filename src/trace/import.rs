@@ -272,29 +272,7 @@ fn check_geometry(k: usize, g: &Geometry, prev: Option<&Geometry>) -> Result<()>
             g.block
         )))
     };
-    if g.height == 0 || g.width == 0 || g.window == 0 {
-        return bad(format!(
-            "height {}, width {} and window {} must be at least 1",
-            g.height, g.width, g.window
-        ));
-    }
-    let pad = |n: usize| n.checked_next_multiple_of(g.window);
-    if pad(g.height) != Some(g.padded_height) || pad(g.width) != Some(g.padded_width) {
-        return bad(format!(
-            "padded size {}×{} is not the {}×{} grid padded to a multiple of window {}",
-            g.padded_height, g.padded_width, g.height, g.width, g.window
-        ));
-    }
-    match g.padded_height.checked_mul(g.padded_width) {
-        Some(places) if places < Geometry::PADDING as usize => {}
-        _ => return bad("the grid is too large".into()),
-    }
-    if g.shift >= g.window {
-        return bad(format!(
-            "shift {} is not below window {}",
-            g.shift, g.window
-        ));
-    }
+    g.check().or_else(bad)?;
     let expected = match prev {
         None if (g.stage, g.block) != (0, 0) => {
             return bad("the first block must be stage 0, block_in_stage 0".into())
