@@ -19,6 +19,8 @@ pub mod model;
 pub mod npz;
 pub mod output;
 pub mod preprocess;
+#[cfg(feature = "progress")]
+pub mod progress;
 pub mod relevance;
 pub mod render;
 pub mod rng;

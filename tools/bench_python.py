@@ -45,14 +45,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--only", choices=["rollout", "capture"],
+                    help="one of the two (capture needs torch and transformers)")
     args = ap.parse_args()
 
     import swin_rollout
 
-    attentions, geometry = swin_tiny_trace(np.random.default_rng(42))
-    swin_rollout.rollout(attentions, geometry)
-    ms = median_ms(lambda: swin_rollout.rollout(attentions, geometry), args.runs)
-    print(f"rollout() swin-tiny geometry: {ms:.1f} ms (median of {args.runs})")
+    if args.only != "capture":
+        attentions, geometry = swin_tiny_trace(np.random.default_rng(42))
+        swin_rollout.rollout(attentions, geometry)
+        ms = median_ms(lambda: swin_rollout.rollout(attentions, geometry), args.runs)
+        print(f"rollout() swin-tiny geometry: {ms:.1f} ms (median of {args.runs})")
+    if args.only == "rollout":
+        return
 
     import torch
     from transformers import SwinConfig, SwinForImageClassification

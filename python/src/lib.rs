@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -22,6 +21,7 @@ use swin_rollout::encode::EncodeOptions;
 use swin_rollout::error::{Error, Result};
 use swin_rollout::explain::{ExplainOptions, Explained, Explanation};
 use swin_rollout::model::{Model, ModelSource};
+use swin_rollout::progress::ProgressBar;
 use swin_rollout::render::{write_still, write_video, Renderer, Story, Template};
 use swin_rollout::rollout::{HeadFusion, Rollout, RolloutOptions};
 use swin_rollout::trace::{Trace, TraceArrays};
@@ -340,18 +340,10 @@ fn story(
 }
 
 fn progress_bar(frames: usize, output: &Path) -> ProgressBar {
-    let bar = ProgressBar::new(frames as u64);
-    let style =
-        ProgressStyle::with_template("{msg} [{bar:32}] {pos}/{len} frames, {per_sec}, ETA {eta}")
-            .map(|s| s.progress_chars("=> "));
-    if let Ok(style) = style {
-        bar.set_style(style);
-    }
     let label = output
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    bar.set_message(label);
-    bar
+    swin_rollout::progress::frames_bar(frames, &label)
 }
 
 /// The names of the built-in templates, with what each shows.

@@ -40,9 +40,11 @@ class _Block:
         self.window: Optional[int] = None
         self.shift: Optional[int] = None
         self.probs = None  # torch tensor [B·windows, heads, M², M²]
-        # For SDPA: the block's query and key projections and its mask, to recompute probs.
+        # For SDPA: the block's query and key projections, position bias and mask, to
+        # recompute the probabilities.
         self.q = None
         self.k = None
+        self.bias = None
         self.mask = None
 
     def geometry_row(self, family: str) -> list:
@@ -120,30 +122,34 @@ def _hf_hooks(block: _Block, layer, hooks: list) -> None:
         block.mask = args[1] if len(args) > 1 else kwargs.get("attention_mask")
         block.probs = _hf_recompute(module, block)
 
+    def on_bias(module, args, output):
+        block.bias = output
+
     hooks.append(attention.q_proj.register_forward_hook(on_q))
     hooks.append(attention.k_proj.register_forward_hook(on_k))
+    hooks.append(attention.relative_position_bias.register_forward_hook(on_bias))
     hooks.append(attention.register_forward_hook(on_attention, with_kwargs=True))
 
 
 def _hf_recompute(module, block: _Block):
     """Eager attention's probabilities from the kept projections (transformers 5 Swin)."""
     torch = _torch()
-    q, k, mask = block.q, block.k, block.mask
-    block.q = block.k = block.mask = None
+    q, k, bias, mask = block.q, block.k, block.bias, block.mask
+    block.q = block.k = block.bias = block.mask = None
     shape = (*q.shape[:-1], -1, module.head_dim)
     q = q.view(shape).transpose(1, 2)
     k = k.view(shape).transpose(1, 2)
-    scores = torch.matmul(q, k.transpose(2, 3)) * module.scaling
-    bias = module.relative_position_bias()
+    # As eager attention computes them, in place: the scores' one tensor becomes the
+    # probabilities (the same bits as a new one), and the position bias is the one the block's
+    # own forward made.
+    scores = torch.matmul(q, k.transpose(2, 3))
+    scores.mul_(module.scaling)
+    scores.add_(bias if bias is not None else module.relative_position_bias())
     if mask is not None:
         windows, n = mask.shape[0], q.shape[2]
-        mask = (
-            mask.unsqueeze(1).unsqueeze(0).expand(q.shape[0] // windows, -1, -1, -1, -1)
-            .reshape(-1, 1, n, n)
-        )
-        bias = bias + mask
-    scores = scores + bias
-    return torch.nn.functional.softmax(scores, dim=-1, dtype=torch.float32)
+        grouped = scores.view(-1, windows, q.shape[1], n, n)
+        grouped.add_(mask.unsqueeze(1).unsqueeze(0))
+    return torch.softmax(scores, dim=-1, out=scores)
 
 
 def _timm_hooks(block: _Block, layer, hooks: list) -> None:

@@ -5,13 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
-use indicatif::{ProgressBar, ProgressStyle};
-
 use super::{read_input, ModelArgs, RenderArgs, StillArgs, TemplatesArgs, TraceArgs};
 use swin_rollout::encode::{EncodeOptions, OutputFormat};
 use swin_rollout::error::{Error, Result};
 use swin_rollout::explain::ExplainOptions;
 use swin_rollout::model::Model;
+use swin_rollout::progress::ProgressBar;
 use swin_rollout::render::{self, Renderer, Story, Template};
 use swin_rollout::rollout::RolloutOptions;
 use swin_rollout::trace::Trace;
@@ -179,15 +178,7 @@ fn progress_bar(frames: usize, quiet: bool, label: &str) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(frames as u64);
-    let style =
-        ProgressStyle::with_template("{msg} [{bar:32}] {pos}/{len} frames, {per_sec}, ETA {eta}")
-            .map(|s| s.progress_chars("=> "));
-    if let Ok(style) = style {
-        bar.set_style(style);
-    }
-    bar.set_message(label.to_string());
-    bar
+    swin_rollout::progress::frames_bar(frames, label)
 }
 
 fn render_one(
