@@ -110,3 +110,19 @@ def test_save_trace_round_trips(captured, tmp_path):
         assert f["geometry"].dtype == np.int64
         np.testing.assert_array_equal(f["attn_01"], captured["attentions"][1])
     assert [p.name for p in tmp_path.iterdir()] == ["t.npz"]
+
+
+def test_the_capture_example_runs(scene, tmp_path):
+    """examples/capture_render.py, as a user runs it (offline: a random tiny Swin)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "capture_render.py"
+    out = tmp_path / "stages.png"
+    done = subprocess.run(
+        [sys.executable, str(example), str(scene), str(out), "--template", "stages"],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "predicts" in done.stdout and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

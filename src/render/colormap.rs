@@ -148,14 +148,8 @@ impl Norm {
     pub fn ticks(&self, max: usize) -> Vec<(f32, String)> {
         let max = max.max(2);
         match self.scale {
-            Scale::Linear => nice_ticks(self.lo, self.hi, max)
-                .into_iter()
-                .map(|v| (self.t(v), format_number(v)))
-                .collect(),
-            Scale::Gamma(_) => nice_ticks(0.0, self.hi, max)
-                .into_iter()
-                .map(|v| (self.t(v), format_number(v)))
-                .collect(),
+            Scale::Linear => self.labelled(nice_ticks(self.lo, self.hi, max)),
+            Scale::Gamma(_) => self.labelled(nice_ticks(0.0, self.hi, max)),
             Scale::Log { decades } => {
                 let hi = f64::from(self.hi.max(f32::MIN_POSITIVE));
                 let lo = hi * 10f64.powf(-f64::from(decades));
@@ -174,6 +168,39 @@ impl Norm {
             }
         }
     }
+}
+
+impl Norm {
+    fn labelled(&self, values: Vec<f32>) -> Vec<(f32, String)> {
+        let labels = tick_labels(&values);
+        values.iter().map(|&v| self.t(v)).zip(labels).collect()
+    }
+}
+
+/// Labels for ticks in increasing order: [`format_number`]'s, unless two of them read the
+/// same (a narrow range such as 0.995–1.005, where three significant digits print "1" twice);
+/// then every label gets the decimals the step between ticks needs.
+pub fn tick_labels(values: &[f32]) -> Vec<String> {
+    let labels: Vec<String> = values.iter().map(|&v| format_number(v)).collect();
+    if labels.windows(2).all(|w| w[0] != w[1]) {
+        return labels;
+    }
+    let step = values
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(f32::INFINITY, f32::min);
+    let decimals = (1 - step.log10().floor() as i32).clamp(0, 8) as usize;
+    values
+        .iter()
+        .map(|v| {
+            let s = format!("{v:.decimals$}");
+            if s.contains('.') {
+                s.trim_end_matches('0').trim_end_matches('.').to_string()
+            } else {
+                s
+            }
+        })
+        .collect()
 }
 
 /// Round numbers (1, 2 or 5 times a power of ten apart) covering [lo, hi], at most about `max`.
@@ -284,6 +311,16 @@ mod tests {
         };
         assert_eq!(g.level(0.0), 0);
         assert_eq!(g.level(0.125), 1 + (0.5f32 * 254.0).round() as u8);
+    }
+
+    #[test]
+    fn narrow_ranges_get_distinct_labels() {
+        let values = nice_ticks(0.9962, 1.0041, 4);
+        let labels = tick_labels(&values);
+        assert!(labels.windows(2).all(|w| w[0] != w[1]), "{labels:?}");
+        assert_eq!(tick_labels(&[0.995, 1.0, 1.005]), ["0.995", "1", "1.005"]);
+        // Labels that already differ stay as they were.
+        assert_eq!(tick_labels(&[1.0, 2.0, 3.0]), ["1", "2", "3"]);
     }
 
     #[test]
