@@ -80,18 +80,20 @@ fn explain_options(explain: &str, target: Option<String>) -> Result<ExplainOptio
 /// The RGB image of a path or of raw pixels; `None` when neither is given.
 fn read_image(
     path: Option<&Path>,
-    pixels: Option<(u32, u32, &[u8])>,
+    pixels: Option<(u32, u32, Vec<u8>)>,
 ) -> Result<Option<image::RgbImage>> {
     match (path, pixels) {
         (Some(path), _) => swin_rollout::preprocess::read_rgb(path).map(Some),
-        (None, Some((h, w, bytes))) => image::RgbImage::from_raw(w, h, bytes.to_vec())
-            .map(Some)
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "image: {} bytes are not a {h}×{w}×3 uint8 image",
-                    bytes.len()
-                ))
-            }),
+        (None, Some((h, w, bytes))) => {
+            let len = bytes.len();
+            image::RgbImage::from_raw(w, h, bytes)
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "image: {len} bytes are not a {h}×{w}×3 uint8 image"
+                    ))
+                })
+        }
         (None, None) => Ok(None),
     }
 }
@@ -167,7 +169,8 @@ fn explain(
     let options = rollout_options(head_fusion, residual, discard).map_err(to_py)?;
     let explain = explain_options(explain, target).map_err(to_py)?;
     let (path, pixels) = image;
-    let pixels = pixels.as_ref().map(|(h, w, b)| (*h, *w, b.as_bytes()));
+    // The one copy of the pixels: the image owns them.
+    let pixels = pixels.map(|(h, w, b)| (h, w, b.as_bytes().to_vec()));
     let computed = py.detach(|| -> Result<_> {
         let image = read_image(path.as_deref(), pixels)?
             .ok_or_else(|| Error::InvalidArgument("image: give a path or an array".into()))?;
@@ -261,9 +264,7 @@ fn render(
         (None, None) => Source::Model(model),
     };
     let (path, pixels) = image;
-    let pixels = pixels
-        .as_ref()
-        .map(|(h, w, b)| (*h, *w, b.as_bytes().to_vec()));
+    let pixels = pixels.map(|(h, w, b)| (h, w, b.as_bytes().to_vec()));
     let still = output
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));
@@ -273,7 +274,6 @@ fn render(
             // A bad output name is reported before any work.
             swin_rollout::encode::OutputFormat::from_path(&output)?;
         }
-        let pixels = pixels.as_ref().map(|(h, w, b)| (*h, *w, b.as_slice()));
         let image = read_image(path.as_deref(), pixels)?;
         let story = story(source, image, labels, name, &template, &options, &explain)?;
         if still {
