@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use swin_rollout::model::{Checkpoint, Config, Swin};
+use swin_rollout::model::{Checkpoint, Config, Network};
 use swin_rollout::preprocess::Preprocessor;
 use swin_rollout::{Error, Map, Model, ModelSource, Relevance};
 
@@ -87,7 +87,7 @@ fn load(arg: &str) -> swin_rollout::Result<Model> {
         "tiny-random" => {
             let config = Config::swin_tiny(1000);
             Ok(Model {
-                swin: Swin::load(&Checkpoint::random(&config, 7)?, config)?,
+                network: Network::load(&Checkpoint::random(&config, 7)?, config)?,
                 preprocessor: Preprocessor::imagenet((224, 224)),
                 name: "swin-tiny, random weights".into(),
             })

@@ -44,7 +44,21 @@ impl Geometry {
         } else {
             (window, shift)
         };
-        let pad = |n: usize| n.div_ceil(window) * window;
+        Self::unclamped(stage, block, height, width, window, shift)
+    }
+
+    /// The geometry of a block that uses `window` and `shift` as given, whatever the grid:
+    /// Swin V2 fixes them when the model is built, so a grid smaller than the window is padded
+    /// up to one window.
+    pub fn unclamped(
+        stage: usize,
+        block: usize,
+        height: usize,
+        width: usize,
+        window: usize,
+        shift: usize,
+    ) -> Self {
+        let pad = |n: usize| n.div_ceil(window.max(1)) * window;
         Geometry {
             stage,
             block,

@@ -145,6 +145,7 @@ fn one_window_over_all_tokens_is_the_generic_rule_of_a_plain_transformer() {
         depths: &[3],
         heads: &[2],
         shift: true,
+        fixed_windows: false,
     };
     let trace = random_trace(&cfg, 7);
     let grads = random_gradients(&trace, 8);

@@ -286,6 +286,7 @@ fn one_window_over_all_tokens_is_plain_rollout() {
         depths: &[4],
         heads: &[3],
         shift: true,
+        fixed_windows: false,
     };
     let trace = random_trace(&cfg, 7);
     assert!(trace.blocks.iter().all(|b| b.geometry.windows() == 1));

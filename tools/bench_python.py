@@ -7,7 +7,8 @@ optimized: `VIRTUAL_ENV=.venv .venv/bin/maturin develop --release -m python/Carg
    heads 3-6-12-24) with random attention: compare with `cargo bench --bench rollout --
    from_export` (the same validation, build and pooled maps in Rust, without the crossing).
 2. `swin_rollout.torch.capture()` against a plain forward of the same Hugging Face swin-tiny
-   (random weights), with SDPA (the default) and eager attention, interleaved run by run.
+   (random weights), with SDPA (the default) and eager attention: every capture against the
+   forwards just before and after it.
 
 Prints medians in milliseconds and the ratios."""
 import argparse
@@ -79,13 +80,19 @@ def main():
         for _ in range(3):
             plain()
             capture(model, x)
-        forward, captured = [], []
+        # Paired: each capture against the mean of the forwards just before and after it, so
+        # that drift in the machine's speed cancels; the median ratio and its quartiles.
+        forward, ratios = [], []
         for _ in range(args.runs):
-            forward.append(median_ms(plain, 1))
-            captured.append(median_ms(lambda: capture(model, x), 1))
-        f, c = statistics.median(forward), statistics.median(captured)
-        print(f"{impl:5} forward {f:.1f} ms, capture {c:.1f} ms: +{100 * (c / f - 1):.1f} %")
-
+            before = median_ms(plain, 1)
+            c = median_ms(lambda: capture(model, x), 1)
+            after = median_ms(plain, 1)
+            forward.append(before)
+            ratios.append(c / ((before + after) / 2))
+        ratios.sort()
+        q = lambda p: 100 * (ratios[int(p * (len(ratios) - 1))] - 1)
+        print(f"{impl:5} forward {statistics.median(forward):.1f} ms, capture +{q(0.5):.1f} % "
+              f"(quartiles +{q(0.25):.1f} / +{q(0.75):.1f} %, {args.runs} pairs)")
 
 if __name__ == "__main__":
     main()

@@ -7,8 +7,10 @@
 Supported: Hugging Face ``SwinForImageClassification`` / ``SwinModel`` (and their V2
 ``Swinv2ForImageClassification`` / ``Swinv2Model``) and timm's ``SwinTransformer``. The model
 runs as it would without us: hooks only read, its outputs are unchanged, and a model loaded
-with SDPA attention (which computes no probabilities) gets them recomputed from its own query
-and key projections, exactly as its eager path computes them.
+with SDPA attention (which computes no probabilities) gets them computed from the query, key
+and mask its attention function receives, exactly as its eager path computes them. (For
+transformers 5 Swin, capture names its own attention function in the model's config for the
+forward; that function calls the model's own and keeps its inputs.)
 """
 
 from __future__ import annotations
@@ -40,12 +42,8 @@ class _Block:
         self.window: Optional[int] = None
         self.shift: Optional[int] = None
         self.probs = None  # torch tensor [B·windows, heads, M², M²]
-        # For SDPA: the block's query and key projections, position bias and mask, to
-        # recompute the probabilities.
-        self.q = None
-        self.k = None
-        self.bias = None
-        self.mask = None
+        # timm's fused attention: the block's qkv projection, to compute the probabilities.
+        self.qkv = None
 
     def geometry_row(self, family: str) -> list:
         h, w = self.grid
@@ -83,7 +81,7 @@ def _stages(model) -> tuple:
     )
 
 
-def _hf_hooks(block: _Block, layer, hooks: list) -> None:
+def _hf_hooks(block: _Block, layer, hooks: list, recording: list) -> None:
     """Hooks on a Hugging Face SwinLayer / Swinv2Layer."""
 
     def on_layer(module, args, kwargs, output):
@@ -105,54 +103,82 @@ def _hf_hooks(block: _Block, layer, hooks: list) -> None:
         hooks.append(inner.dropout.register_forward_pre_hook(on_dropout))
         return
 
-    # transformers 5 Swin: SwinAttention returns (output, weights); the weights are None
-    # under SDPA, so the query and key projections are kept to recompute them.
-    def on_q(module, args, output):
-        block.q = output.detach()
-
-    def on_k(module, args, output):
-        block.k = output.detach()
-
-    def on_attention(module, args, kwargs, output):
-        weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
-        if weights is not None:
-            block.probs = weights.detach()
-            block.q = block.k = None
-            return
-        block.mask = args[1] if len(args) > 1 else kwargs.get("attention_mask")
-        block.probs = _hf_recompute(module, block)
-
-    def on_bias(module, args, output):
-        block.bias = output
-
-    hooks.append(attention.q_proj.register_forward_hook(on_q))
-    hooks.append(attention.k_proj.register_forward_hook(on_k))
-    hooks.append(attention.relative_position_bias.register_forward_hook(on_bias))
-    hooks.append(attention.register_forward_hook(on_attention, with_kwargs=True))
+    # transformers 5 Swin: the attention calls the function its config names (eager, sdpa,
+    # …) with the query, key and the position bias plus shift mask it combined; capture swaps
+    # in a function that calls that same one and keeps its inputs (see _recording_attention).
+    if attention in _RECORDING:
+        raise RuntimeError("capture: this model is already being captured (one capture at a time)")
+    _RECORDING[attention] = [block, None]
+    recording.append(attention)
 
 
-def _hf_recompute(module, block: _Block):
-    """Eager attention's probabilities from the kept projections (transformers 5 Swin)."""
+# transformers 5 attention modules of the captures under way -> [their _Block, the attention
+# function they would call without capture].
+_RECORDING: dict = {}
+_RECORDING_NAME = "swin_rollout_capture"
+
+
+def _recording_attention(module, query, key, value, attention_mask, **kwargs):
+    """The module's own attention, whose probabilities are kept (computed as eager attention
+    computes them when the implementation, like SDPA, returns none)."""
+    block, inner = _RECORDING[module]
+    output, weights = inner(module, query, key, value, attention_mask, **kwargs)
+    block.probs = (
+        weights.detach()
+        if weights is not None
+        else _probabilities(query, key, attention_mask, kwargs.get("scaling"))
+    )
+    return output, weights
+
+
+def _probabilities(query, key, mask, scaling):
+    """Eager attention's probabilities, in one tensor that becomes them in place."""
     torch = _torch()
-    q, k, bias, mask = block.q, block.k, block.bias, block.mask
-    block.q = block.k = block.bias = block.mask = None
-    shape = (*q.shape[:-1], -1, module.head_dim)
-    q = q.view(shape).transpose(1, 2)
-    k = k.view(shape).transpose(1, 2)
-    # As eager attention computes them, in place: the scores' one tensor becomes the
-    # probabilities (the same bits as a new one), and the position bias is the one the block's
-    # own forward made.
-    scores = torch.matmul(q, k.transpose(2, 3))
-    scores.mul_(module.scaling)
-    scores.add_(bias if bias is not None else module.relative_position_bias())
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    scores = torch.matmul(query.detach(), key.detach().transpose(2, 3))
+    scores.mul_(scaling)
     if mask is not None:
-        windows, n = mask.shape[0], q.shape[2]
-        grouped = scores.view(-1, windows, q.shape[1], n, n)
-        grouped.add_(mask.unsqueeze(1).unsqueeze(0))
+        scores.add_(mask.detach())
     return torch.softmax(scores, dim=-1, out=scores)
 
 
-def _timm_hooks(block: _Block, layer, hooks: list) -> None:
+class _Recording:
+    """While capture runs, the configs of the recorded transformers 5 attention modules name
+    the recording attention function; afterwards, what they named before."""
+
+    def __init__(self, modules: list):
+        self.modules = modules
+        self.configs: dict = {}  # id -> (config, implementation before)
+
+    def __enter__(self):
+        if not self.modules:
+            return self
+        import sys
+
+        from transformers import AttentionInterface
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        AttentionInterface.register(_RECORDING_NAME, _recording_attention)
+        for module in self.modules:
+            config = module.config
+            if id(config) not in self.configs:
+                self.configs[id(config)] = (config, config._attn_implementation)
+            name = self.configs[id(config)][1]
+            # As the module looks it up, so the outputs are those it gives without us.
+            eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward")
+            _RECORDING[module][1] = ALL_ATTENTION_FUNCTIONS.get_interface(name, eager)
+        for config, _ in self.configs.values():
+            config._attn_implementation = _RECORDING_NAME
+        return self
+
+    def __exit__(self, *exc):
+        for config, before in self.configs.values():
+            config._attn_implementation = before
+        return False
+
+
+def _timm_hooks(block: _Block, layer, hooks: list, recording: list) -> None:
     """Hooks on a timm SwinTransformerBlock."""
 
     def on_layer(module, args, output):
@@ -170,14 +196,14 @@ def _timm_hooks(block: _Block, layer, hooks: list) -> None:
     hooks.append(attn.attn_drop.register_forward_pre_hook(on_drop))
 
     def on_qkv(module, args, output):
-        block.q = output.detach()
+        block.qkv = output.detach()
 
     def on_attn(module, args, kwargs, output):
         if not getattr(module, "fused_attn", False):
             return
         mask = args[1] if len(args) > 1 else kwargs.get("mask")
-        block.probs = _timm_recompute(module, block.q, mask)
-        block.q = None
+        block.probs = _timm_recompute(module, block.qkv, mask)
+        block.qkv = None
 
     hooks.append(attn.qkv.register_forward_hook(on_qkv))
     hooks.append(attn.register_forward_hook(on_attn, with_kwargs=True))
@@ -240,18 +266,21 @@ def capture(model, pixel_values) -> Any:
     family, stages = _stages(model)
     blocks: List[_Block] = []
     hooks: list = []
+    recording: list = []
     add: Callable = _hf_hooks if family == "hf" else _timm_hooks
     try:
         for s, stage in enumerate(stages):
             for i, layer in enumerate(stage.blocks):
                 block = _Block(s, i)
                 blocks.append(block)
-                add(block, layer, hooks)
-        with torch.no_grad():
+                add(block, layer, hooks, recording)
+        with _Recording(recording), torch.no_grad():
             output = model(pixel_values)
     finally:
         for h in hooks:
             h.remove()
+        for module in recording:
+            _RECORDING.pop(module, None)
     missing = [f"{b.stage}.{b.index}" for b in blocks if b.probs is None or b.grid is None]
     if missing:
         raise RuntimeError(

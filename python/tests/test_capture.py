@@ -96,6 +96,8 @@ def test_hf_outputs_unchanged(hf_folder, implementation):
     assert torch.equal(trace["output"].logits, plain)
     np.testing.assert_array_equal(trace["logits"], plain[0].numpy())
     assert not model._forward_hooks and all(not m._forward_hooks for m in model.modules())
+    # The attention implementation capture swapped in for the forward is the user's again.
+    assert model.config._attn_implementation == implementation
 
 
 def test_hf_sdpa_gets_the_eager_probabilities(hf_folder):

@@ -108,7 +108,11 @@ fn probabilities(
     (h, w): (usize, usize),
 ) -> Result<Vec<Vec<f64>>> {
     let input = Tensor::from_slice(pixels, (count, 3, h, w), &Device::Cpu)?;
-    let logits = model.swin.forward(&input, false)?.logits.to_vec2::<f32>()?;
+    let logits = model
+        .network
+        .forward(&input, false)?
+        .logits
+        .to_vec2::<f32>()?;
     Ok(logits.iter().map(|l| softmax(l)).collect())
 }
 

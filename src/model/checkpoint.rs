@@ -57,6 +57,14 @@ impl Checkpoint {
         } else {
             Layout::HuggingFace
         };
+        if layout == Layout::Timm && raw.iter().any(|(n, _)| n.ends_with("attn.logit_scale")) {
+            return Err(Error::Model(format!(
+                "{} is a timm Swin V2 checkpoint (swinv2_*), which swin-rollout does not load yet; \
+                 use the model's Hugging Face version (Swinv2ForImageClassification, such as \
+                 microsoft/swinv2-tiny-patch4-window8-256)",
+                file.display()
+            )));
+        }
         let mut tensors = HashMap::with_capacity(raw.len());
         let old_timm = raw
             .iter()
@@ -276,15 +284,17 @@ impl Checkpoint {
             state: seed,
             tensors: Vec::new(),
         };
+        let v2 = c.version == super::Version::V2;
+        let model = c.version.model_type();
         let (e, p, ch) = (c.embed_dim, c.patch_size, c.num_channels);
-        let proj = "swin.embeddings.patch_embeddings.projection";
+        let proj = format!("{model}.embeddings.patch_embeddings.projection");
         w.tensor(format!("{proj}.weight"), &[e, ch, p, p], 0.2, 0.0)?;
         w.tensor(format!("{proj}.bias"), &[e], 0.1, 0.0)?;
-        w.norm("swin.embeddings.norm", e)?;
+        w.norm(&format!("{model}.embeddings.norm"), e)?;
         if c.use_absolute_embeddings {
             let (h, wd) = c.token_grid(c.image_size.0, c.image_size.1);
             w.tensor(
-                "swin.embeddings.position_embeddings".into(),
+                format!("{model}.embeddings.position_embeddings"),
                 &[1, h * wd, e],
                 0.1,
                 0.0,
@@ -293,14 +303,27 @@ impl Checkpoint {
         let side = 2 * c.window_size - 1;
         for stage in 0..c.stages() {
             let d = c.stage_dim(stage);
+            let heads = c.num_heads[stage];
             for block in 0..c.depths[stage] {
-                let b = format!("swin.encoder.layers.{stage}.blocks.{block}");
+                let b = format!("{model}.encoder.layers.{stage}.blocks.{block}");
                 w.norm(&format!("{b}.layernorm_before"), d)?;
                 for which in ["query", "key", "value"] {
-                    w.linear(&format!("{b}.attention.self.{which}"), d, d, c.qkv_bias)?;
+                    // V2's key projection has no bias.
+                    let bias = c.qkv_bias && !(v2 && which == "key");
+                    w.linear(&format!("{b}.attention.self.{which}"), d, d, bias)?;
                 }
-                let table = format!("{b}.attention.self.relative_position_bias_table");
-                w.tensor(table, &[side * side, c.num_heads[stage]], 2.0, 0.0)?;
+                if v2 {
+                    let s = format!("{b}.attention.self");
+                    // log τ around log 10, the reference's initial value.
+                    w.tensor(format!("{s}.logit_scale"), &[heads, 1, 1], 2.0, 2.3)?;
+                    let mlp = format!("{s}.continuous_position_bias_mlp");
+                    w.tensor(format!("{mlp}.0.weight"), &[512, 2], 2.0, 0.0)?;
+                    w.tensor(format!("{mlp}.0.bias"), &[512], 2.0, 0.0)?;
+                    w.tensor(format!("{mlp}.2.weight"), &[heads, 512], 0.2, 0.0)?;
+                } else {
+                    let table = format!("{b}.attention.self.relative_position_bias_table");
+                    w.tensor(table, &[side * side, heads], 2.0, 0.0)?;
+                }
                 w.linear(&format!("{b}.attention.output.dense"), d, d, true)?;
                 w.norm(&format!("{b}.layernorm_after"), d)?;
                 let hidden = c.mlp_hidden(d);
@@ -308,12 +331,13 @@ impl Checkpoint {
                 w.linear(&format!("{b}.output.dense"), hidden, d, true)?;
             }
             if stage + 1 < c.stages() {
-                let m = format!("swin.encoder.layers.{stage}.downsample");
-                w.norm(&format!("{m}.norm"), 4 * d)?;
+                let m = format!("{model}.encoder.layers.{stage}.downsample");
+                // V1 normalizes the concatenated children, V2 the reduced tokens.
+                w.norm(&format!("{m}.norm"), if v2 { 2 * d } else { 4 * d })?;
                 w.linear(&format!("{m}.reduction"), 4 * d, 2 * d, false)?;
             }
         }
-        w.norm("swin.layernorm", c.num_features())?;
+        w.norm(&format!("{model}.layernorm"), c.num_features())?;
         w.linear("classifier", c.num_features(), c.num_labels(), true)?;
         Self::from_tensors(w.tensors, Path::new("<random weights>"))
     }

@@ -1,5 +1,6 @@
-//! The architecture of a Swin Transformer, read from a checkpoint's `config.json` (Hugging Face
-//! `SwinConfig` or timm's `config.json`) or inferred from its weights.
+//! The architecture of a Swin Transformer (V1 or V2), read from a checkpoint's `config.json`
+//! (Hugging Face `SwinConfig` / `Swinv2Config`, or timm's `config.json`) or inferred from its
+//! weights.
 
 use std::collections::BTreeMap;
 
@@ -9,9 +10,37 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 
-/// A Swin V1 image classifier's hyper-parameters, with the meaning of Hugging Face's `SwinConfig`.
+/// Which Swin Transformer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Swin (Liu et al., 2021): scaled dot-product attention with a learned relative position
+    /// bias table, pre-norm blocks; `model_type` "swin".
+    V1,
+    /// Swin V2 (Liu et al., 2022): scaled cosine attention with a learned, clamped logit scale,
+    /// a continuous relative position bias (an MLP on log-spaced offsets), post-norm blocks, and
+    /// windows fixed from the configured image size; `model_type` "swinv2".
+    V2,
+}
+
+impl Version {
+    /// The `model_type` of Hugging Face configs, which is also the weights' backbone prefix.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Version::V1 => "swin",
+            Version::V2 => "swinv2",
+        }
+    }
+}
+
+/// The `model_type`s whose checkpoints load, for messages.
+pub const SUPPORTED_MODEL_TYPES: &str = "swin, swinv2";
+
+/// A Swin image classifier's hyper-parameters, with the meaning of Hugging Face's `SwinConfig`
+/// and `Swinv2Config`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// V1 or V2.
+    pub version: Version,
     /// Input height and width in pixels.
     pub image_size: (usize, usize),
     /// Side of the square patches the image is cut into.
@@ -38,12 +67,16 @@ pub struct Config {
     pub layer_norm_eps: f64,
     /// Class names, indexed by logit.
     pub labels: Vec<String>,
+    /// V2 only: per stage, the window the model was pretrained with, which scales the
+    /// position-bias coordinates (0: the stage's own window). Empty means all 0.
+    pub pretrained_window_sizes: Vec<usize>,
 }
 
 impl Config {
     /// The `microsoft/swin-tiny-patch4-window7-224` architecture with `num_labels` classes.
     pub fn swin_tiny(num_labels: usize) -> Self {
         Config {
+            version: Version::V1,
             image_size: (224, 224),
             patch_size: 4,
             num_channels: 3,
@@ -57,6 +90,18 @@ impl Config {
             use_absolute_embeddings: false,
             layer_norm_eps: 1e-5,
             labels: (0..num_labels).map(|i| format!("LABEL_{i}")).collect(),
+            pretrained_window_sizes: Vec::new(),
+        }
+    }
+
+    /// The `microsoft/swinv2-tiny-patch4-window8-256` architecture with `num_labels` classes.
+    pub fn swinv2_tiny(num_labels: usize) -> Self {
+        Config {
+            version: Version::V2,
+            image_size: (256, 256),
+            window_size: 8,
+            pretrained_window_sizes: vec![0; 4],
+            ..Config::swin_tiny(num_labels)
         }
     }
 
@@ -94,18 +139,49 @@ impl Config {
         )
     }
 
+    /// The window side and shift of block `block` of stage `stage` of a V2 model: fixed when
+    /// the model is built from the configured image's grid (`image_size / patch_size`, halved
+    /// by floor division per stage), whatever the input, as transformers builds them.
+    pub fn v2_window(&self, stage: usize, block: usize) -> (usize, usize) {
+        let grid = |side: usize| (side / self.patch_size) >> stage;
+        let resolution = grid(self.image_size.0).min(grid(self.image_size.1));
+        if resolution <= self.window_size {
+            (resolution, 0)
+        } else if block % 2 == 1 {
+            (self.window_size, self.window_size / 2)
+        } else {
+            (self.window_size, 0)
+        }
+    }
+
+    /// The position-bias coordinates' scale of stage `stage` (V2): its pretrained window, or 0.
+    pub fn pretrained_window(&self, stage: usize) -> usize {
+        self.pretrained_window_sizes
+            .get(stage)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The geometry of every block, in forward order, for an input of `height`×`width` pixels.
     pub fn geometries(&self, height: usize, width: usize) -> Vec<Geometry> {
         let (mut h, mut w) = self.token_grid(height, width);
         let mut out = Vec::new();
         for (stage, &depth) in self.depths.iter().enumerate() {
             for block in 0..depth {
-                let shift = if block % 2 == 1 {
-                    self.window_size / 2
-                } else {
-                    0
-                };
-                out.push(Geometry::new(stage, block, h, w, self.window_size, shift));
+                out.push(match self.version {
+                    Version::V1 => {
+                        let shift = if block % 2 == 1 {
+                            self.window_size / 2
+                        } else {
+                            0
+                        };
+                        Geometry::new(stage, block, h, w, self.window_size, shift)
+                    }
+                    Version::V2 => {
+                        let (window, shift) = self.v2_window(stage, block);
+                        Geometry::unclamped(stage, block, h, w, window, shift)
+                    }
+                });
             }
             if stage + 1 < self.stages() {
                 h = h.div_ceil(2);
@@ -138,6 +214,32 @@ impl Config {
                 ));
             }
         }
+        if self.version == Version::V2 {
+            let grid = |side: usize| (side / self.patch_size) >> (self.stages() - 1);
+            let (gh, gw) = (grid(self.image_size.0), grid(self.image_size.1));
+            if gh == 0 || gw == 0 {
+                return bad(format!(
+                    "`image_size` {:?} is too small for {} stages of patch {}: the last stage's grid is empty",
+                    self.image_size,
+                    self.stages(),
+                    self.patch_size
+                ));
+            }
+            if gh.min(self.window_size) != gw.min(self.window_size) {
+                return bad(format!(
+                    "`image_size` {:?} gives non-square windows in the last stage; swin-rollout needs square windows",
+                    self.image_size
+                ));
+            }
+            if let Some(p) = self.pretrained_window_sizes.iter().find(|&&p| p == 1) {
+                return bad(format!(
+                    "`pretrained_window_sizes` holds {p}; each must be 0 (none) or at least 2"
+                ));
+            }
+            if self.use_absolute_embeddings {
+                return bad("Swin V2 with `use_absolute_embeddings` is not supported (transformers cannot run it either)".into());
+            }
+        }
         if self.labels.is_empty() {
             return bad("the model has no labels (`id2label` is empty)".into());
         }
@@ -151,12 +253,24 @@ impl Config {
         Ok(())
     }
 
-    /// Parses a Hugging Face `config.json` of a `SwinForImageClassification`.
+    /// Parses a Hugging Face `config.json` of a `SwinForImageClassification` or
+    /// `Swinv2ForImageClassification` (by its `model_type`; "swin" when it has none).
     pub fn from_hf_json(text: &str) -> Result<Self> {
         let raw: HfConfig = serde_json::from_str(text)
             .map_err(|e| Error::Model(format!("config.json is malformed: {e}")))?;
+        let version = match raw.model_type.as_deref() {
+            None | Some("swin") => Version::V1,
+            Some("swinv2") => Version::V2,
+            Some(other) => {
+                return Err(Error::Model(format!(
+                    "config.json: `model_type` \"{other}\" is not a model swin-rollout runs (it runs: {SUPPORTED_MODEL_TYPES})"
+                )))
+            }
+        };
         let labels = labels_from_map(raw.id2label, raw.num_labels)?;
         let config = Config {
+            version,
+            pretrained_window_sizes: raw.pretrained_window_sizes.unwrap_or_default(),
             image_size: raw.image_size.pair(),
             patch_size: raw.patch_size.square()?,
             num_channels: raw.num_channels,
@@ -304,6 +418,10 @@ struct HfConfig {
     id2label: Option<BTreeMap<String, String>>,
     #[serde(default)]
     num_labels: Option<usize>,
+    #[serde(default)]
+    model_type: Option<String>,
+    #[serde(default)]
+    pretrained_window_sizes: Option<Vec<usize>>,
 }
 
 #[cfg(test)]

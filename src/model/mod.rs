@@ -1,16 +1,20 @@
-//! The Swin Transformer: its configuration, checkpoint files, where models come from (a local
-//! folder, the Hugging Face hub, or the embedded default), and the network itself.
+//! The Swin Transformers (V1 and V2): their configuration, checkpoint files, where models come
+//! from (a local folder, the Hugging Face hub, or the embedded default), and the networks.
 
 mod checkpoint;
 mod config;
+mod gradients;
 mod kernels;
+mod layers;
 mod source;
 mod swin;
+mod swinv2;
 
 pub use checkpoint::{Checkpoint, Layout};
-pub use config::Config;
+pub use config::{Config, Version, SUPPORTED_MODEL_TYPES};
 pub use source::ModelSource;
 pub use swin::{Forward, Swin};
+pub use swinv2::SwinV2;
 
 use std::path::Path;
 
@@ -18,13 +22,70 @@ use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::preprocess::Preprocessor;
-use crate::trace::{AttentionGradients, Trace};
+use crate::trace::{AttentionGradients, BlockTrace, Trace};
+
+/// A network of one of the families swin-rollout runs.
+#[derive(Debug)]
+pub enum Network {
+    /// Swin V1.
+    Swin(Swin),
+    /// Swin V2.
+    SwinV2(SwinV2),
+}
+
+impl Network {
+    /// Builds the network `config` describes from `checkpoint`.
+    pub fn load(checkpoint: &Checkpoint, config: Config) -> Result<Self> {
+        Ok(match config.version {
+            Version::V1 => Network::Swin(Swin::load(checkpoint, config)?),
+            Version::V2 => Network::SwinV2(SwinV2::load(checkpoint, config)?),
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &Config {
+        match self {
+            Network::Swin(n) => n.config(),
+            Network::SwinV2(n) => n.config(),
+        }
+    }
+
+    /// Runs `pixels` (`[B, C, H, W]`, preprocessed); with `record`, keeps every block's
+    /// attention.
+    pub fn forward(&self, pixels: &Tensor, record: bool) -> Result<Forward> {
+        match self {
+            Network::Swin(n) => n.forward(pixels, record),
+            Network::SwinV2(n) => n.forward(pixels, record),
+        }
+    }
+
+    /// Logits and per-block traces of one image (`[C, H, W]` or `[1, C, H, W]`).
+    pub fn trace(&self, pixels: &Tensor) -> Result<(Vec<f32>, Vec<BlockTrace>)> {
+        match self {
+            Network::Swin(n) => n.trace(pixels),
+            Network::SwinV2(n) => n.trace(pixels),
+        }
+    }
+
+    /// Logits, traces and the gradient of logit `target` (the top class when `None`) with
+    /// respect to every block's attention, for one image.
+    pub fn trace_with_gradients(
+        &self,
+        pixels: &Tensor,
+        target: Option<usize>,
+    ) -> Result<(Vec<f32>, Vec<BlockTrace>, AttentionGradients)> {
+        match self {
+            Network::Swin(n) => n.trace_with_gradients(pixels, target),
+            Network::SwinV2(n) => n.trace_with_gradients(pixels, target),
+        }
+    }
+}
 
 /// A ready-to-run classifier: the network, its labels and its preprocessing.
 #[derive(Debug)]
 pub struct Model {
     /// The network.
-    pub swin: Swin,
+    pub network: Network,
     /// How input images are prepared.
     pub preprocessor: Preprocessor,
     /// Where it came from, for messages ("assets/model", "microsoft/swin-tiny-…").
@@ -50,14 +111,14 @@ impl Model {
 
     /// The architecture.
     pub fn config(&self) -> &Config {
-        self.swin.config()
+        self.network.config()
     }
 
     /// Runs one preprocessed image (`[3, H, W]` row-major) and records every block.
     pub fn trace_pixels(&self, pixel_values: Vec<f32>) -> Result<Trace> {
         let (h, w) = self.preprocessor.size;
         let pixels = Tensor::from_vec(pixel_values.clone(), (1, 3, h, w), &Device::Cpu)?;
-        let (logits, blocks) = self.swin.trace(&pixels)?;
+        let (logits, blocks) = self.network.trace(&pixels)?;
         Ok(Trace {
             pixel_values,
             image_size: (h, w),
@@ -76,7 +137,7 @@ impl Model {
     ) -> Result<(Trace, AttentionGradients)> {
         let (h, w) = self.preprocessor.size;
         let pixels = Tensor::from_vec(pixel_values.clone(), (1, 3, h, w), &Device::Cpu)?;
-        let (logits, blocks, gradients) = self.swin.trace_with_gradients(&pixels, target)?;
+        let (logits, blocks, gradients) = self.network.trace_with_gradients(&pixels, target)?;
         let trace = Trace {
             pixel_values,
             image_size: (h, w),

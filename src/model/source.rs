@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::checkpoint::{Checkpoint, Layout};
 use super::config::Config;
-use super::swin::Swin;
 use super::Model;
+use super::Network;
 use crate::error::{Error, Result};
 use crate::preprocess::{Filter, Preprocessor};
 
@@ -53,7 +53,7 @@ impl ModelSource {
                 let preprocessor =
                     Preprocessor::from_hf_json(EMBEDDED_PREPROCESSOR, config.image_size)?;
                 Ok(Model {
-                    swin: Swin::load(&checkpoint, config)?,
+                    network: Network::load(&checkpoint, config)?,
                     preprocessor,
                     name: EMBEDDED_NAME.into(),
                 })
@@ -134,7 +134,7 @@ fn load_files(files: &ModelFiles, name: String) -> Result<Model> {
         None => default_pre,
     };
     Ok(Model {
-        swin: Swin::load(&checkpoint, config)?,
+        network: Network::load(&checkpoint, config)?,
         preprocessor,
         name,
     })
@@ -193,6 +193,8 @@ fn timm_config(json: &Value, ck: &Checkpoint) -> Result<(Config, Preprocessor)> 
         .filter(|l| l.len() == classes)
         .unwrap_or_else(|| (0..classes).map(|i| format!("LABEL_{i}")).collect());
     let config = Config {
+        version: super::config::Version::V1,
+        pretrained_window_sizes: Vec::new(),
         image_size,
         patch_size,
         num_channels,

@@ -10,104 +10,19 @@ use candle_nn::{Activation, LayerNorm};
 use super::checkpoint::Checkpoint;
 use super::config::Config;
 use super::kernels::{self, AttentionShape, Dense};
+use super::layers::{
+    layer_norm, linear, merge_children, one_image, shift_mask, PatchEmbedding, WindowPartition,
+    TORCH_LAYER_NORM_EPS,
+};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 use crate::trace::BlockTrace;
 
 mod backward;
 
-/// `nn.LayerNorm`'s default epsilon, which the reference uses for the patch-embedding and
-/// patch-merging norms whatever `layer_norm_eps` says.
-const TORCH_LAYER_NORM_EPS: f64 = 1e-5;
-
 /// The reference's additive mask between cyclic-shift regions: large enough to zero a
 /// probability in practice (about 1e-43), not `-inf`.
 const SHIFT_MASK: f32 = -100.0;
-
-fn linear(ck: &Checkpoint, prefix: &str, inp: usize, out: usize, bias: bool) -> Result<Dense> {
-    let w = ck.get(&format!("{prefix}.weight"), &[out, inp])?;
-    let b = if bias {
-        Some(ck.get(&format!("{prefix}.bias"), &[out])?)
-    } else {
-        None
-    };
-    Dense::new(&w, b.as_ref())
-}
-
-fn layer_norm(ck: &Checkpoint, prefix: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
-    Ok(LayerNorm::new(
-        ck.get(&format!("{prefix}.weight"), &[dim])?,
-        ck.get(&format!("{prefix}.bias"), &[dim])?,
-        eps,
-    ))
-}
-
-/// Non-overlapping patch embedding. A stride-p, kernel-p convolution is exactly a matrix
-/// product over flattened patches, which is faster than a generic convolution here.
-#[derive(Debug)]
-struct PatchEmbedding {
-    projection: Dense,
-    norm: LayerNorm,
-    position: Option<Tensor>,
-    patch: usize,
-    channels: usize,
-}
-
-impl PatchEmbedding {
-    fn load(ck: &Checkpoint, c: &Config) -> Result<Self> {
-        let (p, e, ch) = (c.patch_size, c.embed_dim, c.num_channels);
-        let prefix = "swin.embeddings.patch_embeddings.projection";
-        let w = ck.get(&format!("{prefix}.weight"), &[e, ch, p, p])?;
-        let b = ck.get(&format!("{prefix}.bias"), &[e])?;
-        let projection = Dense::new(&w.reshape((e, ch * p * p))?, Some(&b))?;
-        let position = if c.use_absolute_embeddings {
-            let (h, w) = c.token_grid(c.image_size.0, c.image_size.1);
-            Some(ck.get("swin.embeddings.position_embeddings", &[1, h * w, e])?)
-        } else {
-            None
-        };
-        Ok(PatchEmbedding {
-            projection,
-            norm: layer_norm(ck, "swin.embeddings.norm", e, TORCH_LAYER_NORM_EPS)?,
-            position,
-            patch: p,
-            channels: ch,
-        })
-    }
-
-    /// `[B, C, H, W]` pixels → `[B, h·w, E]` tokens and the token grid `(h, w)`.
-    fn forward(&self, pixels: &Tensor) -> Result<(Tensor, (usize, usize))> {
-        let (b, ch, height, width) = pixels.dims4()?;
-        if ch != self.channels {
-            return Err(Error::InvalidArgument(format!(
-                "the model expects {} input channels, got {ch}",
-                self.channels
-            )));
-        }
-        let p = self.patch;
-        let pixels = pixels
-            .pad_with_zeros(3, 0, width.div_ceil(p) * p - width)?
-            .pad_with_zeros(2, 0, height.div_ceil(p) * p - height)?;
-        let (h, w) = (height.div_ceil(p), width.div_ceil(p));
-        let patches = pixels
-            .reshape((b, ch, h, p, w, p))?
-            .permute((0, 2, 4, 1, 3, 5))?
-            .reshape((b * h * w, ch * p * p))?;
-        let tokens = self.projection.forward(&patches)?.reshape((b, h * w, ()))?;
-        let mut tokens = self.norm.forward(&tokens)?;
-        if let Some(pos) = &self.position {
-            if pos.dim(1)? != h * w {
-                return Err(Error::InvalidArgument(format!(
-                    "this model's absolute position embeddings cover {} patches, the input has {}; resize the image to the model's size",
-                    pos.dim(1)?,
-                    h * w
-                )));
-            }
-            tokens = tokens.broadcast_add(pos)?;
-        }
-        Ok((tokens, (h, w)))
-    }
-}
 
 /// Multi-head self-attention inside windows, with relative position bias.
 #[derive(Debug)]
@@ -212,6 +127,7 @@ impl WindowAttention {
             &qkv,
             &bias,
             mask,
+            None,
             AttentionShape {
                 windows: bw,
                 tokens: n,
@@ -257,29 +173,17 @@ impl Block {
         g: &Geometry,
         save: bool,
     ) -> Result<(Tensor, Vec<f32>, Option<BlockSaved>)> {
-        let (b, tokens, c) = x.dims3()?;
         // Padding, cyclic shift and window partition are one gather through the geometry's
         // index image (the same map the rollout uses), and its inverse puts tokens back.
-        let partition = WindowPartition::new(g, b)?;
-        let y = self.norm_before.forward(x)?.reshape((b * tokens, c))?;
-        let y = if partition.has_padding {
-            Tensor::cat(&[&y, &Tensor::zeros((1, c), y.dtype(), y.device())?], 0)?
-        } else {
-            y
-        };
-        let windows =
-            y.index_select(&partition.gather, 0)?
-                .reshape((b * g.windows(), g.window_area(), c))?;
+        let partition = WindowPartition::new(g, x.dim(0)?)?;
+        let windows = partition.windows(&self.norm_before.forward(x)?, g)?;
         let mask = if g.shift > 0 {
-            Some(shift_mask(g)?)
+            Some(shift_mask(g, SHIFT_MASK)?)
         } else {
             None
         };
         let (attended, probs, qkv) = self.attention.forward(&windows, g.window, mask.as_ref())?;
-        let y = attended
-            .reshape((b * g.windows() * g.window_area(), c))?
-            .index_select(&partition.scatter, 0)?
-            .reshape((b, tokens, c))?;
+        let y = partition.tokens(&attended, g)?;
         let mid = (x + y)?;
         let y = self.norm_after.forward(&mid)?;
         let hidden = self.fc1.forward(&y)?;
@@ -311,69 +215,6 @@ struct BlockSaved {
     hidden: Tensor,
 }
 
-/// Row indices that cut a batch of `[B·H·W, C]` token rows into windows and back.
-struct WindowPartition {
-    /// For every window place of every image: the token row it holds, or the zero row
-    /// `B·H·W` appended for padding.
-    gather: Tensor,
-    /// For every token row: the window place that holds it.
-    scatter: Tensor,
-    has_padding: bool,
-}
-
-impl WindowPartition {
-    fn new(g: &Geometry, batch: usize) -> Result<Self> {
-        let image = g.index_image();
-        let tokens = g.tokens();
-        let zero_row = (batch * tokens) as u32;
-        let places = image.len();
-        let mut gather = Vec::with_capacity(batch * places);
-        let mut scatter = vec![0u32; batch * tokens];
-        for b in 0..batch {
-            for (place, &token) in image.iter().enumerate() {
-                if token == Geometry::PADDING {
-                    gather.push(zero_row);
-                } else {
-                    gather.push((b * tokens) as u32 + token);
-                    scatter[b * tokens + token as usize] = (b * places + place) as u32;
-                }
-            }
-        }
-        Ok(WindowPartition {
-            has_padding: places > tokens,
-            gather: Tensor::from_vec(gather, batch * places, &Device::Cpu)?,
-            scatter: Tensor::from_vec(scatter, batch * tokens, &Device::Cpu)?,
-        })
-    }
-}
-
-/// The −100 mask of a shifted block, `[nW, M², M²]`: tokens of different cyclic-shift regions
-/// (3 per axis of the padded grid) must not attend to each other.
-fn shift_mask(g: &Geometry) -> Result<Tensor> {
-    let m = g.window;
-    let a = m * m;
-    let mut mask = vec![0f32; g.windows() * a * a];
-    for wr in 0..g.windows_down() {
-        for wc in 0..g.windows_across() {
-            let ids: Vec<usize> = (0..a)
-                .map(|p| {
-                    let (y, x) = (wr * m + p / m, wc * m + p % m);
-                    g.rolled_region(y, x)
-                })
-                .collect();
-            let base = (wr * g.windows_across() + wc) * a * a;
-            for (qi, q) in ids.iter().enumerate() {
-                for (ki, k) in ids.iter().enumerate() {
-                    if q != k {
-                        mask[base + qi * a + ki] = SHIFT_MASK;
-                    }
-                }
-            }
-        }
-    }
-    Ok(Tensor::from_vec(mask, (g.windows(), a, a), &Device::Cpu)?)
-}
-
 /// 2×2 patch merging: concatenates each 2×2 group's children in the order (0,0), (1,0),
 /// (0,1), (1,1) (row, column), normalizes and halves the channels.
 #[derive(Debug)]
@@ -390,36 +231,6 @@ impl PatchMerging {
             reduction: linear(ck, &format!("{p}.reduction"), 4 * dim, 2 * dim, false)?,
         })
     }
-
-    /// `[B, h·w, C]` → `[B, ⌈h/2⌉·⌈w/2⌉, 4·C]`, each merged token's children side by side.
-    fn concat(x: &Tensor, (h, w): (usize, usize)) -> Result<Tensor> {
-        let (b, _, c) = x.dims3()?;
-        let x = x
-            .reshape((b, h, w, c))?
-            .pad_with_zeros(1, 0, h % 2)?
-            .pad_with_zeros(2, 0, w % 2)?;
-        let (h2, w2) = (h.div_ceil(2), w.div_ceil(2));
-        // [B, h2, row, w2, col, C] → [B, h2, w2, col, row, C]: children ordered col-major.
-        Ok(x.reshape((b, h2, 2, w2, 2, c))?
-            .permute((0, 1, 3, 4, 2, 5))?
-            .reshape((b, h2 * w2, 4 * c))?)
-    }
-}
-
-/// `[C, H, W]` or `[1, C, H, W]` as a batch of one; `what` names the caller in the refusal of
-/// a larger batch.
-fn one_image(pixels: &Tensor, what: &str) -> Result<Tensor> {
-    let pixels = if pixels.rank() == 3 {
-        pixels.unsqueeze(0)?
-    } else {
-        pixels.clone()
-    };
-    if pixels.dim(0)? != 1 {
-        return Err(Error::InvalidArgument(format!(
-            "{what} takes one image at a time"
-        )));
-    }
-    Ok(pixels)
 }
 
 /// What a forward pass keeps for the backward pass, in forward order.
@@ -479,7 +290,7 @@ impl Swin {
             .collect::<Result<_>>()?;
         let f = c.num_features();
         Ok(Swin {
-            embedding: PatchEmbedding::load(ck, c)?,
+            embedding: PatchEmbedding::load(ck, c, "swin")?,
             stages,
             norm: layer_norm(ck, "swin.layernorm", f, c.layer_norm_eps)?,
             classifier: linear(ck, "classifier", f, c.num_labels(), true)?,
@@ -525,7 +336,7 @@ impl Swin {
                 }
             }
             if let Some(merge) = &stage.downsample {
-                let concat = PatchMerging::concat(&x, grid)?;
+                let concat = merge_children(&x, grid)?;
                 x = merge.reduction.forward(&merge.norm.forward(&concat)?)?;
                 if let Some(tape) = tape.as_deref_mut() {
                     tape.merges.push(concat);

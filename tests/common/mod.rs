@@ -21,6 +21,9 @@ pub struct Config {
     pub depths: &'static [usize],
     pub heads: &'static [usize],
     pub shift: bool,
+    /// Swin V2's rule: the window and shift stay as configured on grids smaller than the
+    /// window, which are padded up to it, instead of V1's clamp.
+    pub fixed_windows: bool,
 }
 
 pub fn geometries(cfg: &Config) -> Vec<Geometry> {
@@ -33,7 +36,11 @@ pub fn geometries(cfg: &Config) -> Vec<Geometry> {
             } else {
                 0
             };
-            out.push(Geometry::new(stage, block, h, w, cfg.window, shift));
+            out.push(if cfg.fixed_windows {
+                Geometry::unclamped(stage, block, h, w, cfg.window, shift)
+            } else {
+                Geometry::new(stage, block, h, w, cfg.window, shift)
+            });
         }
         h = h.div_ceil(2);
         w = w.div_ceil(2);
@@ -159,6 +166,7 @@ pub const CONFIGS: &[Config] = &[
         depths: &[2, 2, 2],
         heads: &[1, 2, 3],
         shift: true,
+        fixed_windows: false,
     },
     Config {
         height: 8,
@@ -167,6 +175,7 @@ pub const CONFIGS: &[Config] = &[
         depths: &[2, 2],
         heads: &[2, 4],
         shift: true,
+        fixed_windows: false,
     },
     Config {
         height: 12,
@@ -175,6 +184,7 @@ pub const CONFIGS: &[Config] = &[
         depths: &[2, 2, 2],
         heads: &[2, 3, 4],
         shift: true,
+        fixed_windows: false,
     },
     // Second stage 6×6 pads to 8×8.
     Config {
@@ -184,6 +194,7 @@ pub const CONFIGS: &[Config] = &[
         depths: &[2, 2],
         heads: &[3, 2],
         shift: true,
+        fixed_windows: false,
     },
     // Padding in every stage but the clamped last one.
     Config {
@@ -193,6 +204,7 @@ pub const CONFIGS: &[Config] = &[
         depths: &[2, 2, 2],
         heads: &[2, 2, 2],
         shift: true,
+        fixed_windows: false,
     },
     // Odd sizes: 7×9 → 4×5 → 2×3 (clamped to window 2, padded to 2×4).
     Config {
@@ -202,6 +214,7 @@ pub const CONFIGS: &[Config] = &[
         depths: &[2, 2, 2],
         heads: &[1, 2, 2],
         shift: true,
+        fixed_windows: false,
     },
     Config {
         height: 8,
@@ -210,6 +223,7 @@ pub const CONFIGS: &[Config] = &[
         depths: &[2, 2],
         heads: &[2, 2],
         shift: false,
+        fixed_windows: false,
     },
     // An odd number of blocks: the third has no pair.
     Config {
@@ -219,6 +233,18 @@ pub const CONFIGS: &[Config] = &[
         depths: &[3],
         heads: &[2],
         shift: true,
+        fixed_windows: false,
+    },
+    // Swin V2 windows on a small input: 6×6 pads to 8×8, then 3×3 and 2×2 each pad up to one
+    // 4×4 window that is still shifted by 2.
+    Config {
+        height: 6,
+        width: 6,
+        window: 4,
+        depths: &[2, 2, 2],
+        heads: &[2, 1, 2],
+        shift: true,
+        fixed_windows: true,
     },
     // One block per stage: a merge after every block, no pairs.
     Config {
@@ -228,5 +254,6 @@ pub const CONFIGS: &[Config] = &[
         depths: &[1, 1, 1],
         heads: &[2, 2, 2],
         shift: true,
+        fixed_windows: false,
     },
 ];

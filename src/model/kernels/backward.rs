@@ -149,10 +149,12 @@ pub(crate) fn gelu_backward(x: &[f32], dy: &mut [f32]) {
 /// `[windows, tokens, heads·head_dim]`. Returns ∂/∂probs (same layout as `probs`) and, with
 /// `input_gradient`, ∂/∂qkv (same layout as `qkv`): through the softmax
 /// (`dS = A·(dA − rowsum(dA·A))`) and the scaled product, the bias and mask having none.
+/// `query_scale` is the forward's (per head; `None` for `1/√d`).
 pub(crate) fn window_attention_backward(
     qkv: &[f32],
     probs: &[f32],
     d_out: &[f32],
+    query_scale: Option<&[f32]>,
     s: AttentionShape,
     input_gradient: bool,
 ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
@@ -163,6 +165,7 @@ pub(crate) fn window_attention_backward(
         head_dim: d,
     } = s;
     let c = heads * d;
+    let scale = super::head_scales(query_scale, s)?;
     if qkv.len() != windows * n * 3 * c
         || probs.len() != windows * heads * n * n
         || d_out.len() != windows * n * c
@@ -194,6 +197,7 @@ pub(crate) fn window_attention_backward(
             d_out,
             d_probs,
             d_qkv,
+            scale: &scale,
             shape: s,
             scratch,
         })
@@ -224,6 +228,8 @@ struct GradWindow<'a> {
     d_out: &'a [f32],
     d_probs: &'a mut [f32],
     d_qkv: Option<&'a mut [f32]>,
+    /// The query scale of every head.
+    scale: &'a [f32],
     shape: AttentionShape,
     scratch: &'a mut GradScratch,
 }
@@ -286,6 +292,7 @@ fn attend_window_backward_inline(window: GradWindow<'_>) {
         d_out,
         d_probs,
         mut d_qkv,
+        scale,
         shape:
             AttentionShape {
                 tokens: n,
@@ -306,10 +313,10 @@ fn attend_window_backward_inline(window: GradWindow<'_>) {
             },
     } = window;
     let c = heads * d;
-    let scale = (d as f32).powf(-0.5);
     let np = n.div_ceil(LANES) * LANES;
     let dp = d.div_ceil(LANES) * LANES;
     for h in 0..heads {
+        let scale = scale[h];
         for j in 0..n {
             let v = &qkv[j * 3 * c + 2 * c + h * d..j * 3 * c + 2 * c + (h + 1) * d];
             for (t, &x) in v.iter().enumerate() {

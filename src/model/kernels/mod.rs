@@ -305,7 +305,9 @@ pub(crate) struct AttentionShape {
 ///
 /// `qkv`: `[windows, tokens, 3, heads, head_dim]` (the fused projection's output);
 /// `bias`: `[heads, tokens, tokens]`, added to every window; `mask`: `[nW, tokens, tokens]`,
-/// added to window `w` as `mask[w mod nW]`. Scores are `q·kᵀ/√d + bias + mask`, then softmax.
+/// added to window `w` as `mask[w mod nW]`. Scores are `(s_h·q)·kᵀ + bias + mask`, then softmax,
+/// where the query scale `s_h` of head `h` is `query_scale[h]`, or `1/√d` when `None` (Swin V2
+/// passes its normalized queries and keys with each head's logit scale).
 /// Returns the attended tokens `[windows, tokens, heads·head_dim]` and the probabilities
 /// `[windows, heads, tokens, tokens]`, row-major; a plain buffer, so that recording them in a
 /// trace moves it instead of copying megabytes out of a tensor.
@@ -313,6 +315,7 @@ pub(crate) fn window_attention(
     qkv: &Tensor,
     bias: &Tensor,
     mask: Option<&Tensor>,
+    query_scale: Option<&[f32]>,
     s: AttentionShape,
 ) -> Result<(Tensor, Vec<f32>)> {
     let AttentionShape {
@@ -322,6 +325,7 @@ pub(crate) fn window_attention(
         head_dim: d,
     } = s;
     let c = heads * d;
+    let scale = head_scales(query_scale, s)?;
     let qkv = qkv.contiguous()?;
     let bias = bias.contiguous()?;
     let mask = mask.map(Tensor::contiguous).transpose()?;
@@ -359,6 +363,7 @@ pub(crate) fn window_attention(
                                 qkv,
                                 bias,
                                 mask,
+                                scale: &scale,
                                 out,
                                 probs,
                                 shape: s,
@@ -377,12 +382,28 @@ pub(crate) fn window_attention(
     Ok((Tensor::from_vec(out, (windows, n, c), &Device::Cpu)?, probs))
 }
 
+/// Every head's query scale: `query_scale` as given (checked against the head count), or
+/// `1/√d` for all.
+fn head_scales(query_scale: Option<&[f32]>, s: AttentionShape) -> Result<Vec<f32>> {
+    match query_scale {
+        Some(scale) if scale.len() != s.heads => Err(Error::Model(format!(
+            "window attention got {} query scales for {} heads",
+            scale.len(),
+            s.heads
+        ))),
+        Some(scale) => Ok(scale.to_vec()),
+        None => Ok(vec![(s.head_dim as f32).powf(-0.5); s.heads]),
+    }
+}
+
 /// One window's inputs and outputs: `qkv` `[n, 3, heads, d]`, `bias` `[heads, n, n]`, `mask`
 /// `[n, n]`; `out` `[n, heads·d]` and `probs` `[heads, n, n]` are written.
 struct Window<'a> {
     qkv: &'a [f32],
     bias: &'a [f32],
     mask: Option<&'a [f32]>,
+    /// The query scale of every head.
+    scale: &'a [f32],
     out: &'a mut [f32],
     probs: &'a mut [f32],
     shape: AttentionShape,
@@ -421,6 +442,7 @@ fn attend_window_inline(window: Window<'_>) {
         qkv,
         bias,
         mask,
+        scale,
         out,
         probs,
         shape:
@@ -433,10 +455,10 @@ fn attend_window_inline(window: Window<'_>) {
         scratch: Scratch { q, kt, v, row },
     } = window;
     let c = heads * d;
-    let scale = (d as f32).powf(-0.5);
     let np = n.div_ceil(LANES) * LANES;
     let dp = d.div_ceil(LANES) * LANES;
     for h in 0..heads {
+        let scale = scale[h];
         for t in 0..n {
             let src = &qkv[t * 3 * c..(t + 1) * 3 * c];
             let (qr, kr, vr) = (

@@ -7,65 +7,17 @@
 //! falls out on the way, `dA = dO·Vᵀ` per window and head; the first block stops there.
 
 use candle_core::Tensor;
-use candle_nn::{Activation, LayerNorm};
-use rayon::prelude::*;
 
-use super::{one_image, Block, BlockSaved, PatchMerging, Swin, Tape};
+use super::{Block, BlockSaved, PatchMerging, Swin, Tape};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
-use crate::model::kernels::{
-    gelu_backward, layer_norm_backward, window_attention_backward, with_f32, zeros, AttentionShape,
+use crate::model::gradients::{
+    activation_backward, add_assign, gather_rows, norm_backward, resolve_target, scatter_rows,
+    values,
 };
+use crate::model::kernels::{window_attention_backward, with_f32, AttentionShape};
+use crate::model::layers::one_image;
 use crate::trace::{AttentionGradients, BlockTrace};
-
-fn values(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(t.flatten_all()?.to_vec1::<f32>()?)
-}
-
-/// `dx` of a layer norm whose input was `x`, given `dy`.
-fn norm_backward(norm: &LayerNorm, x: &Tensor, dy: &[f32]) -> Result<Vec<f32>> {
-    with_f32(norm.weight(), |gamma| {
-        with_f32(x, |x| Ok(layer_norm_backward(x, gamma, norm.eps(), dy)))
-    })
-}
-
-fn add_assign(a: &mut [f32], b: &[f32]) {
-    const CHUNK: usize = 16 * 1024;
-    a.par_chunks_mut(CHUNK)
-        .zip(b.par_chunks(CHUNK))
-        .for_each(|(a, b)| {
-            for (a, &b) in a.iter_mut().zip(b) {
-                *a += b;
-            }
-        });
-}
-
-/// Rows of `c` values: `out[place] = rows[index[place]]` for every place whose index is not
-/// padding (those stay zero), `out` holding `index.len()` rows.
-fn gather_rows(index: &[u32], rows: &[f32], c: usize) -> Vec<f32> {
-    let mut out = zeros(index.len() * c);
-    out.par_chunks_mut(c)
-        .zip(index.par_iter())
-        .for_each(|(out, &t)| {
-            if t != Geometry::PADDING {
-                let t = t as usize;
-                out.copy_from_slice(&rows[t * c..(t + 1) * c]);
-            }
-        });
-    out
-}
-
-/// The inverse of [`gather_rows`] for an index that names every one of `tokens` rows once:
-/// `out[index[place]] = rows[place]`, padding places dropped.
-fn scatter_rows(index: &[u32], rows: &[f32], c: usize, tokens: usize) -> Vec<f32> {
-    let mut slot = vec![Geometry::PADDING; tokens];
-    for (place, &t) in index.iter().enumerate() {
-        if let Some(s) = slot.get_mut(t as usize) {
-            *s = place as u32;
-        }
-    }
-    gather_rows(&slot, rows, c)
-}
 
 impl Swin {
     /// Runs one image (`[C, H, W]` or `[1, C, H, W]`) forward and back: its logits, every
@@ -85,17 +37,7 @@ impl Swin {
         let mut tape = Tape::default();
         let out = self.run(&pixels, true, Some(&mut tape))?;
         let logits = values(&out.logits)?;
-        let target = match target {
-            Some(t) if t < logits.len() => t,
-            Some(t) => {
-                return Err(Error::InvalidArgument(format!(
-                    "class {t} is out of range: the model has {} classes (0–{})",
-                    logits.len(),
-                    logits.len().saturating_sub(1)
-                )))
-            }
-            None => argmax(&logits),
-        };
+        let target = resolve_target(target, &logits)?;
         let blocks = self.backward(&tape, &out.attentions, target)?;
         Ok((
             logits,
@@ -141,21 +83,6 @@ impl Swin {
     }
 }
 
-/// The index of the largest logit (the first of equal ones).
-fn argmax(logits: &[f32]) -> usize {
-    logits
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
-}
-
 impl Block {
     /// From the gradient with respect to the block's output (`[H·W, C]`) to the gradient with
     /// respect to its attention probabilities and, with `input_gradient`, its input.
@@ -169,24 +96,7 @@ impl Block {
         let g = &trace.geometry;
         // MLP branch: out = mid + fc2(act(fc1(norm_after(mid)))).
         let mut d_hidden = self.fc2.backward_input(d_out)?;
-        with_f32(&saved.hidden, |hidden| match self.activation {
-            Activation::Gelu => {
-                gelu_backward(hidden, &mut d_hidden);
-                Ok(())
-            }
-            Activation::Relu => {
-                for (d, &h) in d_hidden.iter_mut().zip(hidden) {
-                    if h <= 0.0 {
-                        *d = 0.0;
-                    }
-                }
-                Ok(())
-            }
-            other => Err(Error::Model(format!(
-                "class-specific explanations need the MLP activation's derivative, which is \
-                 implemented for gelu and relu, not {other:?}"
-            ))),
-        })?;
+        activation_backward(self.activation, &saved.hidden, &mut d_hidden)?;
         let d_normed = self.fc1.backward_input(&d_hidden)?;
         let mut d_mid = norm_backward(&self.norm_after, &saved.mid, &d_normed)?;
         add_assign(&mut d_mid, d_out);
@@ -203,7 +113,7 @@ impl Block {
             head_dim: self.attention.head_dim,
         };
         let (d_probs, d_qkv) = with_f32(&saved.qkv, |qkv| {
-            window_attention_backward(qkv, &trace.attention, &d_heads, shape, input_gradient)
+            window_attention_backward(qkv, &trace.attention, &d_heads, None, shape, input_gradient)
         })?;
         let Some(d_qkv) = d_qkv else {
             return Ok((d_probs, None));
@@ -236,6 +146,8 @@ mod tests {
     use candle_core::{Device, Module, Tensor};
 
     use super::*;
+    use crate::model::gradients::argmax;
+    use crate::model::layers::merge_children;
     use crate::model::{Checkpoint, Config};
 
     /// 40×40 pixels, patch 4: grids 10 → 5 → 3. Stages 0 and 1 pad (window 4 on 10 and 5) and
@@ -336,7 +248,7 @@ mod tests {
                 k += 1;
             }
             if let Some(merge) = &stage.downsample {
-                let concat = PatchMerging::concat(&x, grid).unwrap();
+                let concat = merge_children(&x, grid).unwrap();
                 x = merge
                     .reduction
                     .forward(&merge.norm.forward(&concat).unwrap())

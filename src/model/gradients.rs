@@ -1,0 +1,117 @@
+//! What the backward passes of both Swin versions share: layer norm and activation
+//! derivatives on plain buffers, moving gradient rows between tokens and window places, and
+//! the class a backward pass explains.
+
+use candle_core::Tensor;
+use candle_nn::{Activation, LayerNorm};
+use rayon::prelude::*;
+
+use super::kernels::{gelu_backward, layer_norm_backward, with_f32, zeros};
+use crate::error::{Error, Result};
+use crate::geometry::Geometry;
+
+/// The class to explain: `target` when it is one of `logits`' indices, else the most probable.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a target that is not a class index.
+pub(super) fn resolve_target(target: Option<usize>, logits: &[f32]) -> Result<usize> {
+    match target {
+        Some(t) if t < logits.len() => Ok(t),
+        Some(t) => Err(Error::InvalidArgument(format!(
+            "class {t} is out of range: the model has {} classes (0–{})",
+            logits.len(),
+            logits.len().saturating_sub(1)
+        ))),
+        None => Ok(argmax(logits)),
+    }
+}
+
+/// `dy ← dy·act'(pre)` for the MLP activation, given its pre-activation.
+pub(super) fn activation_backward(
+    activation: Activation,
+    pre: &Tensor,
+    dy: &mut [f32],
+) -> Result<()> {
+    with_f32(pre, |hidden| match activation {
+        Activation::Gelu => {
+            gelu_backward(hidden, dy);
+            Ok(())
+        }
+        Activation::Relu => {
+            for (d, &h) in dy.iter_mut().zip(hidden) {
+                if h <= 0.0 {
+                    *d = 0.0;
+                }
+            }
+            Ok(())
+        }
+        other => Err(Error::Model(format!(
+            "class-specific explanations need the MLP activation's derivative, which is \
+             implemented for gelu and relu, not {other:?}"
+        ))),
+    })
+}
+
+pub(super) fn values(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// `dx` of a layer norm whose input was `x`, given `dy`.
+pub(super) fn norm_backward(norm: &LayerNorm, x: &Tensor, dy: &[f32]) -> Result<Vec<f32>> {
+    with_f32(norm.weight(), |gamma| {
+        with_f32(x, |x| Ok(layer_norm_backward(x, gamma, norm.eps(), dy)))
+    })
+}
+
+pub(super) fn add_assign(a: &mut [f32], b: &[f32]) {
+    const CHUNK: usize = 16 * 1024;
+    a.par_chunks_mut(CHUNK)
+        .zip(b.par_chunks(CHUNK))
+        .for_each(|(a, b)| {
+            for (a, &b) in a.iter_mut().zip(b) {
+                *a += b;
+            }
+        });
+}
+
+/// Rows of `c` values: `out[place] = rows[index[place]]` for every place whose index is not
+/// padding (those stay zero), `out` holding `index.len()` rows.
+pub(super) fn gather_rows(index: &[u32], rows: &[f32], c: usize) -> Vec<f32> {
+    let mut out = zeros(index.len() * c);
+    out.par_chunks_mut(c)
+        .zip(index.par_iter())
+        .for_each(|(out, &t)| {
+            if t != Geometry::PADDING {
+                let t = t as usize;
+                out.copy_from_slice(&rows[t * c..(t + 1) * c]);
+            }
+        });
+    out
+}
+
+/// The inverse of [`gather_rows`] for an index that names every one of `tokens` rows once:
+/// `out[index[place]] = rows[place]`, padding places dropped.
+pub(super) fn scatter_rows(index: &[u32], rows: &[f32], c: usize, tokens: usize) -> Vec<f32> {
+    let mut slot = vec![Geometry::PADDING; tokens];
+    for (place, &t) in index.iter().enumerate() {
+        if let Some(s) = slot.get_mut(t as usize) {
+            *s = place as u32;
+        }
+    }
+    gather_rows(&slot, rows, c)
+}
+
+/// The index of the largest logit (the first of equal ones).
+pub(super) fn argmax(logits: &[f32]) -> usize {
+    logits
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
