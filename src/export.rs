@@ -61,11 +61,12 @@ pub fn with_arrays<R>(
     let target = relevance.map(|r| [r.target() as i64]);
     let (h, w) = trace.image_size;
     let geometry = geometry_table(trace);
-    let mut arrays = vec![
-        Array::f32("pixel_values", &[3, h, w], &trace.pixel_values),
-        Array::f32("logits", &[trace.logits.len()], &trace.logits),
-        Array::i64("geometry", &[trace.blocks.len(), 8], &geometry),
-    ];
+    let mut arrays = vec![Array::f32("pixel_values", &[3, h, w], &trace.pixel_values)];
+    // A headless model has no logits, and the export none either.
+    if !trace.logits.is_empty() {
+        arrays.push(Array::f32("logits", &[trace.logits.len()], &trace.logits));
+    }
+    arrays.push(Array::i64("geometry", &[trace.blocks.len(), 8], &geometry));
     for (k, block) in trace.blocks.iter().enumerate() {
         let a = block.geometry.window_area();
         arrays.push(Array::f32(

@@ -266,3 +266,51 @@ fn bad_classes_name_the_choices() {
     assert!(String::from_utf8_lossy(&method.stderr).contains("rollout or relevance"));
     assert!(!out.exists(), "no output after a refused class");
 }
+
+#[test]
+fn a_model_type_we_do_not_run_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = edited_model(dir.path(), |_| {});
+    let config = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("\"model_type\": \"swin\"", "\"model_type\": \"convnext\""),
+    )
+    .unwrap();
+    let out = dir.path().join("x.png");
+    let o = run(
+        &[
+            "still",
+            &image(),
+            "--model",
+            &model,
+            "-o",
+            &out.to_string_lossy(),
+        ],
+        &[],
+    );
+    fails_with(&o, &["model_type", "convnext", "swin, swinv2"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_headless_backbone_says_it_has_no_classifier() {
+    let model = fixture("swin_headless").display().to_string();
+    let o = run(&["predict", &image(), "--model", &model], &[]);
+    fails_with(&o, &["has no classifier", "predict"]);
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--explain", "relevance"],
+        vec!["--explain", "relevance", "--class", "3"],
+        vec!["--template", "classes"],
+    ] {
+        let out = dir.path().join("x.png");
+        let (image, out_arg) = (image(), out.to_string_lossy().to_string());
+        let mut all = vec!["still", &image, "--model", &model, "-o", &out_arg];
+        all.extend(args.iter().copied());
+        let o = run(&all, &[]);
+        fails_with(&o, &["has no classifier"]);
+        assert!(!out.exists(), "{args:?}");
+    }
+}

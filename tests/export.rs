@@ -138,6 +138,48 @@ fn export_writes_exactly_the_documented_arrays() {
 }
 
 #[test]
+fn a_headless_backbone_exports_without_logits_and_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, model) in [
+        "tests/fixtures/swin_headless",
+        "tests/fixtures/swinv2_headless",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = dir.path().join(format!("trace{i}.npz"));
+        let status = Command::new(env!("CARGO_BIN_EXE_swin-rollout"))
+            .args(["export", "assets/chelsea.png", "--model", model, "-o"])
+            .arg(&out)
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{model}");
+        let npz = read_npz(&out);
+        assert!(!npz.contains_key("logits"), "{model}");
+        assert!(
+            npz.contains_key("rollout") && npz.contains_key("attn_05"),
+            "{model}"
+        );
+        let still = dir.path().join("figure.png");
+        let status = Command::new(env!("CARGO_BIN_EXE_swin-rollout"))
+            .args([
+                "still",
+                "assets/chelsea.png",
+                "--model",
+                model,
+                "--force",
+                "-o",
+            ])
+            .arg(&still)
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(status.success() && still.exists(), "{model}");
+    }
+}
+
+#[test]
 fn rollout_flags_change_the_maps_and_bad_values_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let export = |name: &str, flags: &[&str]| {

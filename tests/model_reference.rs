@@ -36,13 +36,19 @@ fn check(model_dir: &str, reference_dir: &str) {
     let pixels = &r["pixel_values"];
     let (logits, blocks) = model.network.trace(pixels).expect("forward");
 
-    let want = r["logits"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = max_abs_diff(&logits, &want);
-    assert!(
-        diff <= 1e-4 * scale,
-        "{model_dir}: logits differ by {diff} (scale {scale})"
-    );
+    // A headless backbone's reference has no logits, and the model gives none.
+    match r.get("logits") {
+        Some(want) => {
+            let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = max_abs_diff(&logits, &want);
+            assert!(
+                diff <= 1e-4 * scale,
+                "{model_dir}: logits differ by {diff} (scale {scale})"
+            );
+        }
+        None => assert!(logits.is_empty(), "{model_dir}: a headless model's logits"),
+    }
 
     // Swin V2 fixtures hold transformers' float64 result and, per block, how close a float32
     // forward can be (see make_swinv2.py); V1 fixtures hold float32 results to 1e-5.
@@ -105,6 +111,30 @@ fn swin_v2_with_padding_clamped_windows_and_pretrained_sizes_matches_transformer
     check("swinv2_pad", "swinv2_pad");
     let model = Model::load(&ModelSource::Folder(fixture("swinv2_pad"))).unwrap();
     assert_eq!(model.config().version, swin_rollout::model::Version::V2);
+}
+
+#[test]
+fn headless_backbones_saved_by_transformers_load_and_match() {
+    for dir in ["swin_headless", "swinv2_headless"] {
+        check(dir, dir);
+        let model = Model::load(&ModelSource::Folder(fixture(dir))).unwrap();
+        assert!(!model.has_classifier(), "{dir}");
+        let pixels = reference(dir)["pixel_values"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let err = model
+            .trace_pixels_with_gradients(pixels, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("has no classifier") && err.contains("--explain rollout"),
+            "{err}"
+        );
+        let err = model.class_index("0").unwrap_err().to_string();
+        assert!(err.contains("has no classifier"), "{err}");
+    }
 }
 
 #[test]

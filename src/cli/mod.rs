@@ -389,6 +389,11 @@ pub fn run(cli: Cli) -> Result<()> {
 fn predict(args: &PredictArgs) -> Result<()> {
     let image = read_input(args.image.as_deref())?;
     let model = args.model.load()?;
+    if !model.has_classifier() {
+        return Err(model.no_classifier(
+            "predict needs class logits (export, render and still work without them)",
+        ));
+    }
     let trace = model.trace_rgb(&image)?;
     for p in model.top_k(&trace.logits, args.top) {
         println!("{:>7.3}%  {}", p.probability * 100.0, p.label);

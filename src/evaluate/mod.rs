@@ -69,6 +69,9 @@ pub fn evaluate(
     on_scene: &(dyn Fn() + Sync),
 ) -> Result<Report> {
     options.validate()?;
+    if !model.has_classifier() {
+        return Err(model.no_classifier("evaluate scores its class predictions"));
+    }
     let labels = model.config().num_labels();
     if labels != CLASS_NAMES.len() {
         return Err(Error::InvalidArgument(format!(

@@ -134,6 +134,33 @@ impl Checkpoint {
         Ok(tensor.clone())
     }
 
+    /// Names the backbone's tensors under `model` (`swin`, `swinv2`) when they were saved
+    /// without it, as a headless `SwinModel.save_pretrained` writes them (`embeddings.…`,
+    /// `encoder.…`, `layernorm.…`).
+    pub fn prefix_bare_backbone(&mut self, model: &str) {
+        let bare = "embeddings.patch_embeddings.projection.weight";
+        if self.tensors.contains_key(&format!("{model}.{bare}")) || !self.tensors.contains_key(bare)
+        {
+            return;
+        }
+        self.tensors = std::mem::take(&mut self.tensors)
+            .into_iter()
+            .map(|(name, t)| {
+                let backbone = ["embeddings.", "encoder.", "layernorm.", "pooler."]
+                    .iter()
+                    .any(|p| name.starts_with(p));
+                (
+                    if backbone {
+                        format!("{model}.{name}")
+                    } else {
+                        name
+                    },
+                    t,
+                )
+            })
+            .collect();
+    }
+
     /// Number of blocks stored for `stage` (used to infer depths from timm weights).
     pub fn blocks_in_stage(&self, stage: usize) -> usize {
         (0..)

@@ -65,7 +65,7 @@ pub struct Config {
     pub use_absolute_embeddings: bool,
     /// Epsilon of the blocks' and the final LayerNorms.
     pub layer_norm_eps: f64,
-    /// Class names, indexed by logit.
+    /// Class names, indexed by logit; empty for a headless backbone.
     pub labels: Vec<String>,
     /// V2 only: per stage, the window the model was pretrained with, which scales the
     /// position-bias coordinates (0: the stage's own window). Empty means all 0.
@@ -239,9 +239,6 @@ impl Config {
             if self.use_absolute_embeddings {
                 return bad("Swin V2 with `use_absolute_embeddings` is not supported (transformers cannot run it either)".into());
             }
-        }
-        if self.labels.is_empty() {
-            return bad("the model has no labels (`id2label` is empty)".into());
         }
         if self.mlp_ratio.is_nan()
             || self.mlp_ratio <= 0.0

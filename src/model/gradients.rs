@@ -7,6 +7,7 @@ use candle_nn::{Activation, LayerNorm};
 use rayon::prelude::*;
 
 use super::kernels::{gelu_backward, layer_norm_backward, with_f32, zeros};
+use super::layers::Head;
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 
@@ -23,6 +24,26 @@ pub(super) fn resolve_target(target: Option<usize>, logits: &[f32]) -> Result<us
             logits.len().saturating_sub(1)
         ))),
         None => Ok(argmax(logits)),
+    }
+}
+
+impl Head {
+    /// The gradient of logit `target` with respect to the last stage's tokens `last`
+    /// (`[1, T, C]`): y_c = W_c · mean_t(norm(x_t)) + b_c, so every token's normed output gets
+    /// W_c / T.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a headless model or a target beyond its classes.
+    pub(super) fn backward(&self, last: &Tensor, target: usize) -> Result<Vec<f32>> {
+        let classifier = self.classifier.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("the model has no classifier to explain a class of".into())
+        })?;
+        let w = classifier.weight_row(target).ok_or_else(|| {
+            Error::InvalidArgument(format!("class {target} is beyond the model's classes"))
+        })?;
+        let tokens = last.dim(1)?;
+        let share: Vec<f32> = w.iter().map(|&v| v / tokens as f32).collect();
+        norm_backward(&self.norm, last, &share.repeat(tokens))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The layers both Swin versions share: linear and norm loading, the patch embedding, the window
-//! partition through the geometry's index image, the shift mask and the patch merge's gather.
+//! partition through the geometry's index image, the shift mask, the patch merge's gather and
+//! the head.
 
 use candle_core::{Device, Module, Tensor};
 use candle_nn::LayerNorm;
@@ -234,4 +235,41 @@ pub(super) fn one_image(pixels: &Tensor, what: &str) -> Result<Tensor> {
         )));
     }
     Ok(pixels)
+}
+
+/// The final norm, mean pooling and, for a classifier, the class logits. A headless backbone
+/// (Hugging Face `SwinModel`, `Swinv2Model`) has no classifier and gives no logits.
+#[derive(Debug)]
+pub(super) struct Head {
+    pub(super) norm: LayerNorm,
+    pub(super) classifier: Option<Dense>,
+}
+
+impl Head {
+    /// The head under `model` (`swin` or `swinv2`); the classifier when the checkpoint has one.
+    pub(super) fn load(ck: &Checkpoint, c: &Config, model: &str) -> Result<Self> {
+        let f = c.num_features();
+        let classifier = if ck.contains("classifier.weight") {
+            Some(linear(ck, "classifier", f, c.num_labels(), true)?)
+        } else {
+            None
+        };
+        Ok(Head {
+            norm: layer_norm(ck, &format!("{model}.layernorm"), f, c.layer_norm_eps)?,
+            classifier,
+        })
+    }
+
+    /// `[B, N, C]` last-stage tokens → `[B, classes]` logits (`[B, 0]` without a classifier).
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let pooled = self.norm.forward(x)?.mean(1)?;
+        match &self.classifier {
+            Some(classifier) => classifier.forward(&pooled),
+            None => Ok(Tensor::zeros(
+                (pooled.dim(0)?, 0),
+                pooled.dtype(),
+                pooled.device(),
+            )?),
+        }
+    }
 }

@@ -34,8 +34,17 @@ pub enum Network {
 }
 
 impl Network {
-    /// Builds the network `config` describes from `checkpoint`.
-    pub fn load(checkpoint: &Checkpoint, config: Config) -> Result<Self> {
+    /// Builds the network `config` describes from `checkpoint`. A checkpoint without a
+    /// classifier is a headless backbone: its config's labels are dropped. One with a classifier
+    /// but no labels in its config gets `LABEL_i` names for its classes.
+    pub fn load(checkpoint: &Checkpoint, mut config: Config) -> Result<Self> {
+        match checkpoint.shape("classifier.weight") {
+            None => config.labels.clear(),
+            Some(&[classes, _]) if config.labels.is_empty() => {
+                config.labels = (0..classes).map(|i| format!("LABEL_{i}")).collect();
+            }
+            Some(_) => {}
+        }
         Ok(match config.version {
             Version::V1 => Network::Swin(Swin::load(checkpoint, config)?),
             Version::V2 => Network::SwinV2(SwinV2::load(checkpoint, config)?),
@@ -104,6 +113,19 @@ pub struct Prediction {
 }
 
 impl Model {
+    /// Whether the model classifies (a headless backbone such as `SwinModel` does not).
+    pub fn has_classifier(&self) -> bool {
+        !self.config().labels.is_empty()
+    }
+
+    /// The error for asking a headless model about classes; `what` says what needed them.
+    pub fn no_classifier(&self, what: &str) -> Error {
+        Error::InvalidArgument(format!(
+            "{} has no classifier (a headless backbone such as SwinModel): {what}",
+            self.name
+        ))
+    }
+
     /// Loads a model from wherever `source` points.
     pub fn load(source: &ModelSource) -> Result<Self> {
         source.load()
@@ -135,6 +157,11 @@ impl Model {
         pixel_values: Vec<f32>,
         target: Option<usize>,
     ) -> Result<(Trace, AttentionGradients)> {
+        if !self.has_classifier() {
+            return Err(self.no_classifier(
+                "class-specific relevance needs class logits; use --explain rollout, or a checkpoint with a classification head",
+            ));
+        }
         let (h, w) = self.preprocessor.size;
         let pixels = Tensor::from_vec(pixel_values.clone(), (1, 3, h, w), &Device::Cpu)?;
         let (logits, blocks, gradients) = self.network.trace_with_gradients(&pixels, target)?;
@@ -164,6 +191,11 @@ impl Model {
     /// [`Error::InvalidArgument`] naming the labels (or, for many classes, their count) when
     /// `class` is neither.
     pub fn class_index(&self, class: &str) -> Result<usize> {
+        if !self.has_classifier() {
+            return Err(self.no_classifier(&format!(
+                "--class {class} names no class; leave --class out and use --explain rollout"
+            )));
+        }
         let labels = &self.config().labels;
         let wanted = class.trim();
         if let Some(i) = labels.iter().position(|l| l == wanted) {

@@ -116,7 +116,7 @@ fn load_folder(dir: &Path, name: String) -> Result<Model> {
 }
 
 fn load_files(files: &ModelFiles, name: String) -> Result<Model> {
-    let checkpoint = Checkpoint::read(&files.weights)?;
+    let mut checkpoint = Checkpoint::read(&files.weights)?;
     let text = read_text(&files.config)?;
     let json: Value = serde_json::from_str(&text)
         .map_err(|e| Error::Model(format!("{} is malformed: {e}", files.config.display())))?;
@@ -129,6 +129,7 @@ fn load_files(files: &ModelFiles, name: String) -> Result<Model> {
             let pre = Preprocessor::imagenet(config.image_size);
             (config, pre)
         };
+    checkpoint.prefix_bare_backbone(config.version.model_type());
     let preprocessor = match &files.preprocessor {
         Some(p) => Preprocessor::from_hf_json(&read_text(p)?, config.image_size)?,
         None => default_pre,

@@ -11,8 +11,8 @@ use super::checkpoint::Checkpoint;
 use super::config::Config;
 use super::kernels::{self, AttentionShape, Dense};
 use super::layers::{
-    layer_norm, linear, merge_children, one_image, shift_mask, PatchEmbedding, WindowPartition,
-    TORCH_LAYER_NORM_EPS,
+    layer_norm, linear, merge_children, one_image, shift_mask, Head, PatchEmbedding,
+    WindowPartition, TORCH_LAYER_NORM_EPS,
 };
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
@@ -255,8 +255,7 @@ pub struct Swin {
     config: Config,
     embedding: PatchEmbedding,
     stages: Vec<Stage>,
-    norm: LayerNorm,
-    classifier: Dense,
+    head: Head,
 }
 
 /// What one forward pass returns: logits and, when asked, every block's attention.
@@ -288,12 +287,10 @@ impl Swin {
                 })
             })
             .collect::<Result<_>>()?;
-        let f = c.num_features();
         Ok(Swin {
             embedding: PatchEmbedding::load(ck, c, "swin")?,
             stages,
-            norm: layer_norm(ck, "swin.layernorm", f, c.layer_norm_eps)?,
-            classifier: linear(ck, "classifier", f, c.num_labels(), true)?,
+            head: Head::load(ck, c, "swin")?,
             config,
         })
     }
@@ -347,8 +344,7 @@ impl Swin {
         if let Some(tape) = tape {
             tape.last = Some(x.clone());
         }
-        let pooled = self.norm.forward(&x)?.mean(1)?;
-        let logits = self.classifier.forward(&pooled)?;
+        let logits = self.head.forward(&x)?;
         Ok(Forward { logits, attentions })
     }
 

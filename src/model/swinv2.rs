@@ -16,8 +16,8 @@ use super::checkpoint::Checkpoint;
 use super::config::Config;
 use super::kernels::{self, with_f32, AttentionShape, Dense};
 use super::layers::{
-    layer_norm, linear, merge_children, one_image, shift_mask, PatchEmbedding, WindowPartition,
-    TORCH_LAYER_NORM_EPS,
+    layer_norm, linear, merge_children, one_image, shift_mask, Head, PatchEmbedding,
+    WindowPartition, TORCH_LAYER_NORM_EPS,
 };
 use super::swin::Forward;
 use crate::error::{Error, Result};
@@ -346,8 +346,7 @@ pub struct SwinV2 {
     config: Config,
     embedding: PatchEmbedding,
     stages: Vec<Stage>,
-    norm: LayerNorm,
-    classifier: Dense,
+    head: Head,
 }
 
 impl SwinV2 {
@@ -369,12 +368,10 @@ impl SwinV2 {
                 })
             })
             .collect::<Result<_>>()?;
-        let f = c.num_features();
         Ok(SwinV2 {
             embedding: PatchEmbedding::load(ck, c, "swinv2")?,
             stages,
-            norm: layer_norm(ck, "swinv2.layernorm", f, c.layer_norm_eps)?,
-            classifier: linear(ck, "classifier", f, c.num_labels(), true)?,
+            head: Head::load(ck, c, "swinv2")?,
             config,
         })
     }
@@ -424,8 +421,7 @@ impl SwinV2 {
         if let Some(tape) = tape {
             tape.last = Some(x.clone());
         }
-        let pooled = self.norm.forward(&x)?.mean(1)?;
-        let logits = self.classifier.forward(&pooled)?;
+        let logits = self.head.forward(&x)?;
         Ok(Forward { logits, attentions })
     }
 

@@ -457,6 +457,11 @@ impl Story {
 /// # Errors
 /// As [`Model::trace_pixels_with_gradients`].
 pub fn class_maps(model: &Model, trace: &Trace, count: usize) -> Result<Vec<ClassMap>> {
+    if !model.has_classifier() {
+        return Err(model.no_classifier(
+            "the classes template shows the relevance of its top classes; use another template",
+        ));
+    }
     model
         .top_k(&trace.logits, count)
         .into_iter()

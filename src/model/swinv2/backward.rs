@@ -51,11 +51,7 @@ impl SwinV2 {
         if tape.blocks.len() != traces.len() {
             return Err(broken());
         }
-        // y_c = W_c · mean_t(norm(x_t)) + b_c: every token's normed output gets W_c / T.
-        let w = self.classifier.weight_row(target).ok_or_else(broken)?;
-        let tokens = last.dim(1)?;
-        let share: Vec<f32> = w.iter().map(|&v| v / tokens as f32).collect();
-        let mut dx = norm_backward(&self.norm, last, &share.repeat(tokens))?;
+        let mut dx = self.head.backward(last, target)?;
 
         let mut grads = vec![Vec::new(); traces.len()];
         let mut k = traces.len();
@@ -276,8 +272,7 @@ mod tests {
                 grid = (grid.0.div_ceil(2), grid.1.div_ceil(2));
             }
         }
-        let pooled = swin.norm.forward(&x).unwrap().mean(1).unwrap();
-        let logits = values(&swin.classifier.forward(&pooled).unwrap()).unwrap();
+        let logits = values(&swin.head.forward(&x).unwrap()).unwrap();
         f64::from(logits[target])
     }
 
