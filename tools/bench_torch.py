@@ -1,7 +1,9 @@
 """PyTorch baseline for benches/forward.rs: HF SwinForImageClassification with the
-swin-tiny architecture (random weights), eager attention, float32, CPU, batch 1.
+swin-tiny architecture (random weights), eager and SDPA attention, float32, CPU, batch 1; or,
+with `--model swinv2`, Swinv2ForImageClassification with swinv2-tiny's (window 8, 256×256),
+whose attention has one implementation.
 
-    python3 tools/bench_torch.py [--threads 2] [--runs 30]
+    python3 tools/bench_torch.py [--model swin|swinv2] [--threads 2] [--runs 30]
 
 Prints the median and quartiles of the forward time in milliseconds."""
 import argparse
@@ -9,21 +11,30 @@ import statistics
 import time
 
 import torch
-from transformers import SwinConfig, SwinForImageClassification
+from transformers import (SwinConfig, SwinForImageClassification, Swinv2Config,
+                          Swinv2ForImageClassification)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--model", choices=["swin", "swinv2"], default="swin")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = SwinConfig(image_size=224, patch_size=4, embed_dim=96, depths=[2, 2, 6, 2],
-                        num_heads=[3, 6, 12, 24], window_size=7, num_labels=1000)
-    for impl in ["eager", "sdpa"]:
-        model = SwinForImageClassification._from_config(config, attn_implementation=impl).eval()
-        x = torch.randn(1, 3, 224, 224)
+    tiny = dict(patch_size=4, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+                num_labels=1000)
+    if args.model == "swin":
+        config, side = SwinConfig(image_size=224, window_size=7, **tiny), 224
+        runs = [(impl, lambda impl=impl: SwinForImageClassification._from_config(
+            config, attn_implementation=impl)) for impl in ["eager", "sdpa"]]
+    else:
+        config, side = Swinv2Config(image_size=256, window_size=8, **tiny), 256
+        runs = [("swinv2", lambda: Swinv2ForImageClassification(config))]
+    for impl, make in runs:
+        model = make().eval()
+        x = torch.randn(1, 3, side, side)
         with torch.inference_mode():
             for _ in range(5):
                 model(pixel_values=x)

@@ -51,6 +51,23 @@ impl Network {
         })
     }
 
+    /// The architecture's name, for captions: "Swin Transformer", "Swin Transformer V2".
+    pub fn architecture(&self) -> &'static str {
+        match self {
+            Network::Swin(_) => "Swin Transformer",
+            Network::SwinV2(_) => "Swin Transformer V2",
+        }
+    }
+
+    /// What kind of attention its blocks compute, as a caption prefix of "W-MSA": "" for
+    /// scaled dot-product attention, "cosine " for V2's scaled cosine attention.
+    pub fn attention_style(&self) -> &'static str {
+        match self {
+            Network::Swin(_) => "",
+            Network::SwinV2(_) => "cosine ",
+        }
+    }
+
     /// The architecture.
     pub fn config(&self) -> &Config {
         match self {

@@ -11,6 +11,8 @@ use std::fmt::Write as _;
 pub enum Var {
     /// The model's name or path.
     Model,
+    /// The architecture: "Swin Transformer", "Swin Transformer V2".
+    Architecture,
     /// The top prediction's class name.
     Label,
     /// The top prediction's probability, as a percentage.
@@ -33,6 +35,8 @@ pub enum Var {
     Window,
     /// Number of windows in the block.
     Windows,
+    /// The number of windows with its noun: "1 window", "16 windows".
+    WindowCount,
     /// Token rows of the stage.
     Height,
     /// Token columns of the stage.
@@ -41,7 +45,8 @@ pub enum Var {
     Tokens,
     /// Attention heads of the block.
     Heads,
-    /// "W-MSA" for regular blocks, "SW-MSA" for shifted ones.
+    /// "W-MSA" for regular blocks, "SW-MSA" for shifted ones ("cosine W-MSA", "cosine
+    /// SW-MSA" for Swin V2's scaled cosine attention).
     Attention,
     /// The window being filled, from 1.
     Filling,
@@ -79,8 +84,9 @@ pub enum Var {
 
 impl Var {
     /// Every placeholder with its name, in the order error messages list them.
-    pub const ALL: [(Var, &'static str); 33] = [
+    pub const ALL: [(Var, &'static str); 35] = [
         (Var::Model, "model"),
+        (Var::Architecture, "architecture"),
         (Var::Label, "label"),
         (Var::Probability, "probability"),
         (Var::Stage, "stage"),
@@ -92,6 +98,7 @@ impl Var {
         (Var::Shift, "shift"),
         (Var::Window, "window"),
         (Var::Windows, "windows"),
+        (Var::WindowCount, "window_count"),
         (Var::Height, "height"),
         (Var::Width, "width"),
         (Var::Tokens, "tokens"),
@@ -133,6 +140,10 @@ impl Var {
 pub struct Vars {
     /// See [`Var::Model`].
     pub model: String,
+    /// See [`Var::Architecture`].
+    pub architecture: String,
+    /// What [`Var::Attention`] puts before "W-MSA" ("" or "cosine ").
+    pub attention_style: String,
     /// See [`Var::Label`].
     pub label: String,
     /// See [`Var::Probability`] (already formatted).
@@ -198,6 +209,7 @@ impl Vars {
         // Writing into a String cannot fail.
         let _ = match var {
             Var::Model => write!(out, "{}", self.model),
+            Var::Architecture => write!(out, "{}", self.architecture),
             Var::Label => write!(out, "{}", self.label),
             Var::Probability => write!(out, "{}", self.probability),
             Var::Stage => write!(out, "{}", self.stage),
@@ -209,11 +221,20 @@ impl Vars {
             Var::Shift => write!(out, "{}", self.shift),
             Var::Window => write!(out, "{}", self.window),
             Var::Windows => write!(out, "{}", self.windows),
+            Var::WindowCount => match self.windows {
+                1 => write!(out, "1 window"),
+                n => write!(out, "{n} windows"),
+            },
             Var::Height => write!(out, "{}", self.height),
             Var::Width => write!(out, "{}", self.width),
             Var::Tokens => write!(out, "{}", self.height * self.width),
             Var::Heads => write!(out, "{}", self.heads),
-            Var::Attention => write!(out, "{}", if self.shift > 0 { "SW-MSA" } else { "W-MSA" }),
+            Var::Attention => write!(
+                out,
+                "{}{}",
+                self.attention_style,
+                if self.shift > 0 { "SW-MSA" } else { "W-MSA" }
+            ),
             Var::Filling => write!(out, "{}", self.filling),
             Var::Query => write!(out, "{}", self.query),
             Var::Filled => write!(out, "{}", self.filled),

@@ -57,6 +57,10 @@ pub struct Story {
     pub(crate) explained: Option<Prediction>,
     pub(crate) class_maps: Vec<ClassMap>,
     pub(crate) model: String,
+    /// The architecture's name and attention style, as the model describes itself (a
+    /// Swin Transformer computing W-MSA where nothing says otherwise).
+    pub(crate) architecture: &'static str,
+    pub(crate) attention_style: &'static str,
     pub(crate) options: RolloutOptions,
     pub(crate) schematic: bool,
 }
@@ -123,6 +127,8 @@ impl Story {
             explained: None,
             class_maps: Vec::new(),
             model: String::new(),
+            architecture: "Swin Transformer",
+            attention_style: "",
             options: *options,
             schematic: false,
         })
@@ -138,6 +144,8 @@ impl Story {
         let mut story = Story::new(trace, image, options)?;
         story.prediction = model.top_k(&trace.logits, 1).into_iter().next();
         story.model = model.name.clone();
+        story.architecture = model.network.architecture();
+        story.attention_style = model.network.attention_style();
         Ok(story)
     }
 
@@ -411,6 +419,8 @@ impl Story {
         };
         Vars {
             model: self.model.clone(),
+            architecture: self.architecture.to_string(),
+            attention_style: self.attention_style.to_string(),
             label,
             probability,
             stages: self.geometries.last().map_or(0, |g| g.stage + 1),
