@@ -136,3 +136,34 @@ pub(super) fn argmax(logits: &[f32]) -> usize {
         })
         .0
 }
+
+/// For finite-difference tests: the change of a block's attention output `[nW, M², C]` when
+/// its probabilities move by `delta·r` (`r` laid out as the probabilities), `(δ·r)·V` per
+/// window and head, with the values read from the fused projection `qkv` `[nW, M², 3·C]`.
+#[cfg(test)]
+pub(super) fn moved_output(
+    qkv: &[f32],
+    r: &[f32],
+    delta: f32,
+    g: &Geometry,
+    heads: usize,
+    d: usize,
+) -> Vec<f32> {
+    let (n, c) = (g.window_area(), heads * d);
+    let mut moved = vec![0f32; g.windows() * n * c];
+    for w in 0..g.windows() {
+        for h in 0..heads {
+            for i in 0..n {
+                for j in 0..n {
+                    let e = delta * r[((w * heads + h) * n + i) * n + j];
+                    let v = &qkv[(w * n + j) * 3 * c + 2 * c + h * d..][..d];
+                    let o = &mut moved[(w * n + i) * c + h * d..][..d];
+                    for (o, &v) in o.iter_mut().zip(v) {
+                        *o += e * v;
+                    }
+                }
+            }
+        }
+    }
+    moved
+}

@@ -1,6 +1,7 @@
 //! The Swin Transformers (V1 and V2): their configuration, checkpoint files, where models come
 //! from (a local folder, the Hugging Face hub, or the embedded default), and the networks.
 
+mod backbone;
 mod checkpoint;
 mod config;
 mod gradients;
@@ -10,10 +11,11 @@ mod source;
 mod swin;
 mod swinv2;
 
+pub use backbone::Forward;
 pub use checkpoint::{Checkpoint, Layout};
 pub use config::{Config, Version, SUPPORTED_MODEL_TYPES};
 pub use source::ModelSource;
-pub use swin::{Forward, Swin};
+pub use swin::Swin;
 pub use swinv2::SwinV2;
 
 use std::path::Path;

@@ -4,19 +4,19 @@
 //! stages of (shifted) window-attention blocks with patch merging between them, final norm,
 //! mean pooling, classifier.
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 use candle_nn::{Activation, LayerNorm};
 
+use super::backbone::{Backbone, Forward, Merge, WindowBlock};
 use super::checkpoint::Checkpoint;
 use super::config::Config;
 use super::kernels::{self, AttentionShape, Dense};
 use super::layers::{
-    layer_norm, linear, merge_children, one_image, shift_mask, Head, PatchEmbedding,
-    WindowPartition, TORCH_LAYER_NORM_EPS,
+    layer_norm, linear, merge_children, shift_mask, WindowPartition, TORCH_LAYER_NORM_EPS,
 };
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
-use crate::trace::BlockTrace;
+use crate::trace::{AttentionGradients, BlockTrace};
 
 mod backward;
 
@@ -164,9 +164,15 @@ impl Block {
             activation: c.hidden_act,
         })
     }
+}
 
-    /// `x`: `[B, H·W, C]` → same shape, and the attention probabilities; with `save`, also what
-    /// the backward pass needs.
+impl WindowBlock for Block {
+    type Saved = BlockSaved;
+
+    fn heads(&self) -> usize {
+        self.attention.heads
+    }
+
     fn forward(
         &self,
         x: &Tensor,
@@ -201,6 +207,16 @@ impl Block {
         });
         Ok((out, probs, saved))
     }
+
+    fn backward(
+        &self,
+        saved: &BlockSaved,
+        trace: &BlockTrace,
+        d_out: &[f32],
+        input_gradient: bool,
+    ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+        Block::backward(self, saved, trace, d_out, input_gradient)
+    }
 }
 
 /// What a block's backward pass reads from its forward pass (tensors shared, not copied).
@@ -233,124 +249,61 @@ impl PatchMerging {
     }
 }
 
-/// What a forward pass keeps for the backward pass, in forward order.
-#[derive(Default)]
-struct Tape {
-    blocks: Vec<BlockSaved>,
-    /// The input of every patch merge, its children concatenated `[1, N, 4·C]`.
-    merges: Vec<Tensor>,
-    /// The last stage's output, before the final norm.
-    last: Option<Tensor>,
+impl Merge for PatchMerging {
+    fn forward(&self, x: &Tensor, grid: (usize, usize)) -> Result<(Tensor, Tensor)> {
+        let concat = merge_children(x, grid)?;
+        let merged = self.reduction.forward(&self.norm.forward(&concat)?)?;
+        Ok((merged, concat))
+    }
+
+    fn backward(&self, concat: &Tensor, before: &Geometry, d_merged: &[f32]) -> Result<Vec<f32>> {
+        PatchMerging::backward(self, concat, before, d_merged)
+    }
 }
 
+/// A Swin Transformer image classifier (`SwinForImageClassification`, or a headless
+/// `SwinModel`).
 #[derive(Debug)]
-struct Stage {
-    blocks: Vec<Block>,
-    downsample: Option<PatchMerging>,
-}
-
-/// A Swin Transformer image classifier (`SwinForImageClassification`).
-#[derive(Debug)]
-pub struct Swin {
-    config: Config,
-    embedding: PatchEmbedding,
-    stages: Vec<Stage>,
-    head: Head,
-}
-
-/// What one forward pass returns: logits and, when asked, every block's attention.
-#[derive(Debug)]
-pub struct Forward {
-    /// `[B, num_labels]`.
-    pub logits: Tensor,
-    /// Every block in forward order (empty unless attention was recorded). For a batch of
-    /// `B` images each block's `attention` holds `B·nW` windows, image by image.
-    pub attentions: Vec<BlockTrace>,
-}
+pub struct Swin(Backbone<Block, PatchMerging>);
 
 impl Swin {
     /// Builds the model from a checkpoint whose tensors match `config`.
     pub fn load(ck: &Checkpoint, config: Config) -> Result<Self> {
-        config.validate()?;
-        let c = &config;
-        let stages = (0..c.stages())
-            .map(|stage| {
-                Ok(Stage {
-                    blocks: (0..c.depths[stage])
-                        .map(|block| Block::load(ck, c, stage, block))
-                        .collect::<Result<_>>()?,
-                    downsample: if stage + 1 < c.stages() {
-                        Some(PatchMerging::load(ck, stage, c.stage_dim(stage))?)
-                    } else {
-                        None
-                    },
-                })
-            })
-            .collect::<Result<_>>()?;
-        Ok(Swin {
-            embedding: PatchEmbedding::load(ck, c, "swin")?,
-            stages,
-            head: Head::load(ck, c, "swin")?,
-            config,
-        })
+        let c = config.clone();
+        let block = |stage, block| Block::load(ck, &c, stage, block);
+        let merge = |stage| PatchMerging::load(ck, stage, c.stage_dim(stage));
+        Ok(Swin(Backbone::load(ck, config, "swin", block, merge)?))
     }
 
     /// The architecture.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.0.config
     }
 
     /// Runs `pixels` (`[B, C, H, W]`, preprocessed) through the network; with `record`, keeps
     /// every block's attention probabilities.
     pub fn forward(&self, pixels: &Tensor, record: bool) -> Result<Forward> {
-        self.run(pixels, record, None)
-    }
-
-    /// [`Swin::forward`], keeping on `tape` what the backward pass needs.
-    fn run(&self, pixels: &Tensor, record: bool, mut tape: Option<&mut Tape>) -> Result<Forward> {
-        let pixels = pixels.to_dtype(DType::F32)?;
-        let (_, _, height, width) = pixels.dims4()?;
-        let geometries = self.config.geometries(height, width);
-        let (mut x, mut grid) = self.embedding.forward(&pixels)?;
-        let mut attentions = Vec::new();
-        let mut geometry = geometries.iter();
-        for stage in &self.stages {
-            for block in &stage.blocks {
-                let g = geometry
-                    .next()
-                    .ok_or_else(|| Error::Model("config and weights disagree on depth".into()))?;
-                let (y, probs, saved) = block.forward(&x, g, tape.is_some())?;
-                x = y;
-                if let (Some(tape), Some(saved)) = (tape.as_deref_mut(), saved) {
-                    tape.blocks.push(saved);
-                }
-                if record {
-                    attentions.push(BlockTrace {
-                        geometry: *g,
-                        heads: block.attention.heads,
-                        attention: probs,
-                    });
-                }
-            }
-            if let Some(merge) = &stage.downsample {
-                let concat = merge_children(&x, grid)?;
-                x = merge.reduction.forward(&merge.norm.forward(&concat)?)?;
-                if let Some(tape) = tape.as_deref_mut() {
-                    tape.merges.push(concat);
-                }
-                grid = (grid.0.div_ceil(2), grid.1.div_ceil(2));
-            }
-        }
-        if let Some(tape) = tape {
-            tape.last = Some(x.clone());
-        }
-        let logits = self.head.forward(&x)?;
-        Ok(Forward { logits, attentions })
+        self.0.run(pixels, record, None)
     }
 
     /// Logits and per-block traces of one image (`[C, H, W]` or `[1, C, H, W]`).
     pub fn trace(&self, pixels: &Tensor) -> Result<(Vec<f32>, Vec<BlockTrace>)> {
-        let out = self.forward(&one_image(pixels, "trace")?, true)?;
-        Ok((out.logits.flatten_all()?.to_vec1::<f32>()?, out.attentions))
+        self.0.trace(pixels)
+    }
+
+    /// Runs one image (`[C, H, W]` or `[1, C, H, W]`) forward and back: its logits, every
+    /// block's trace, and the gradient of logit `target` (the most probable class when `None`)
+    /// with respect to every block's attention probabilities.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a batch of more than one image, a headless model or a
+    /// target that is not a class index; [`Error::Model`] for an MLP activation whose
+    /// derivative is not implemented (GELU and ReLU are).
+    pub fn trace_with_gradients(
+        &self,
+        pixels: &Tensor,
+        target: Option<usize>,
+    ) -> Result<(Vec<f32>, Vec<BlockTrace>, AttentionGradients)> {
+        self.0.trace_with_gradients(pixels, target)
     }
 }

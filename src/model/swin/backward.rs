@@ -1,87 +1,24 @@
-//! The backward pass: ∂y_c/∂A for every block's attention A and one class logit y_c.
-//!
-//! It walks the network from the classifier back to the first block, carrying the gradient
-//! with respect to the token activations and nothing else (no weight gradients): through the
-//! head (classifier, mean pooling, final norm), every block's MLP and attention branches and
-//! every patch merge. At each block the gradient with respect to the attention probabilities
-//! falls out on the way, `dA = dO·Vᵀ` per window and head; the first block stops there.
+//! The Swin V1 backward pass of a block and a merge: the steps of the walk from one class logit
+//! back to every block's attention ([`crate::model::Swin::trace_with_gradients`]), carrying the
+//! gradient with respect to the token activations and nothing else (no weight gradients). At
+//! each block the gradient with respect to the attention probabilities falls out on the way,
+//! `dA = dO·Vᵀ` per window and head.
 
 use candle_core::Tensor;
 
-use super::{Block, BlockSaved, PatchMerging, Swin, Tape};
-use crate::error::{Error, Result};
+use super::{Block, BlockSaved, PatchMerging};
+use crate::error::Result;
 use crate::geometry::Geometry;
 use crate::model::gradients::{
-    activation_backward, add_assign, gather_rows, norm_backward, resolve_target, scatter_rows,
-    values,
+    activation_backward, add_assign, gather_rows, norm_backward, scatter_rows,
 };
 use crate::model::kernels::{window_attention_backward, with_f32, AttentionShape};
-use crate::model::layers::one_image;
-use crate::trace::{AttentionGradients, BlockTrace};
-
-impl Swin {
-    /// Runs one image (`[C, H, W]` or `[1, C, H, W]`) forward and back: its logits, every
-    /// block's trace, and the gradient of logit `target` (the most probable class when `None`)
-    /// with respect to every block's attention probabilities.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] for a batch of more than one image or a target that is not a
-    /// class index; [`Error::Model`] for an MLP activation whose derivative is not
-    /// implemented (GELU and ReLU are).
-    pub fn trace_with_gradients(
-        &self,
-        pixels: &Tensor,
-        target: Option<usize>,
-    ) -> Result<(Vec<f32>, Vec<BlockTrace>, AttentionGradients)> {
-        let pixels = one_image(pixels, "the backward pass")?;
-        let mut tape = Tape::default();
-        let out = self.run(&pixels, true, Some(&mut tape))?;
-        let logits = values(&out.logits)?;
-        let target = resolve_target(target, &logits)?;
-        let blocks = self.backward(&tape, &out.attentions, target)?;
-        Ok((
-            logits,
-            out.attentions,
-            AttentionGradients { target, blocks },
-        ))
-    }
-
-    fn backward(&self, tape: &Tape, traces: &[BlockTrace], target: usize) -> Result<Vec<Vec<f32>>> {
-        let broken =
-            || Error::Model("the forward pass did not keep what the backward needs".into());
-        let last = tape.last.as_ref().ok_or_else(broken)?;
-        if tape.blocks.len() != traces.len() {
-            return Err(broken());
-        }
-        let mut dx = self.head.backward(last, target)?;
-
-        let mut grads = vec![Vec::new(); traces.len()];
-        let mut k = traces.len();
-        let mut merges = tape.merges.len();
-        for stage in self.stages.iter().rev() {
-            if let Some(merge) = &stage.downsample {
-                merges = merges.checked_sub(1).ok_or_else(broken)?;
-                let before = traces.get(k.wrapping_sub(1)).ok_or_else(broken)?;
-                dx = merge.backward(&tape.merges[merges], &before.geometry, &dx)?;
-            }
-            for block in stage.blocks.iter().rev() {
-                k = k.checked_sub(1).ok_or_else(broken)?;
-                let (d_attention, d_input) =
-                    block.backward(&tape.blocks[k], &traces[k], &dx, k > 0)?;
-                grads[k] = d_attention;
-                if let Some(d) = d_input {
-                    dx = d;
-                }
-            }
-        }
-        Ok(grads)
-    }
-}
+use crate::trace::BlockTrace;
 
 impl Block {
     /// From the gradient with respect to the block's output (`[H·W, C]`) to the gradient with
     /// respect to its attention probabilities and, with `input_gradient`, its input.
-    fn backward(
+    pub(super) fn backward(
         &self,
         saved: &BlockSaved,
         trace: &BlockTrace,
@@ -124,7 +61,12 @@ impl Block {
 impl PatchMerging {
     /// From the gradient with respect to the merged tokens to the gradient with respect to the
     /// tokens of the grid `before` describes; `concat` is the merge's saved input.
-    fn backward(&self, concat: &Tensor, before: &Geometry, d_merged: &[f32]) -> Result<Vec<f32>> {
+    pub(super) fn backward(
+        &self,
+        concat: &Tensor,
+        before: &Geometry,
+        d_merged: &[f32],
+    ) -> Result<Vec<f32>> {
         let d_normed = self.reduction.backward_input(d_merged)?;
         let d_concat = norm_backward(&self.norm, concat, &d_normed)?;
         let children = before.merge_children();
@@ -140,8 +82,10 @@ impl PatchMerging {
 mod tests {
     use candle_core::{Device, Module, Tensor};
 
+    use super::super::Swin;
     use super::*;
-    use crate::model::gradients::argmax;
+    use crate::model::backbone::WindowBlock;
+    use crate::model::gradients::{argmax, moved_output, values};
     use crate::model::layers::merge_children;
     use crate::model::{Checkpoint, Config};
 
@@ -181,10 +125,10 @@ mod tests {
         target: usize,
     ) -> f64 {
         let (_, _, height, width) = pixels.dims4().unwrap();
-        let geometries = swin.config.geometries(height, width);
-        let (mut x, mut grid) = swin.embedding.forward(pixels).unwrap();
+        let geometries = swin.0.config.geometries(height, width);
+        let (mut x, mut grid) = swin.0.embedding.forward(pixels).unwrap();
         let mut k = 0;
-        for stage in &swin.stages {
+        for stage in &swin.0.stages {
             for block in &stage.blocks {
                 let g = &geometries[k];
                 let (y, probs, saved) = block.forward(&x, g, true).unwrap();
@@ -193,21 +137,7 @@ mod tests {
                     let qkv = values(&saved.qkv).unwrap();
                     let (heads, d) = (block.attention.heads, block.attention.head_dim);
                     let (n, c) = (g.window_area(), heads * d);
-                    let mut moved = vec![0f32; g.windows() * n * c];
-                    for w in 0..g.windows() {
-                        for h in 0..heads {
-                            for i in 0..n {
-                                for j in 0..n {
-                                    let e = delta * r[((w * heads + h) * n + i) * n + j];
-                                    let v = &qkv[(w * n + j) * 3 * c + 2 * c + h * d..][..d];
-                                    let o = &mut moved[(w * n + i) * c + h * d..][..d];
-                                    for (o, &v) in o.iter_mut().zip(v) {
-                                        *o += e * v;
-                                    }
-                                }
-                            }
-                        }
-                    }
+                    let moved = moved_output(&qkv, r, delta, g, heads, d);
                     let zeros =
                         Tensor::zeros((g.windows() * n, c), candle_core::DType::F32, &Device::Cpu)
                             .unwrap();
@@ -251,7 +181,7 @@ mod tests {
                 grid = (grid.0.div_ceil(2), grid.1.div_ceil(2));
             }
         }
-        let logits = values(&swin.head.forward(&x).unwrap()).unwrap();
+        let logits = values(&swin.0.head.forward(&x).unwrap()).unwrap();
         f64::from(logits[target])
     }
 
