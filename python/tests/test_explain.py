@@ -1,5 +1,7 @@
 """`swin_rollout.explain`: the same arrays as the CLI's `export`, from a path or a numpy image."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -100,3 +102,28 @@ def test_bad_model_raises(scene, tmp_path):
     empty.mkdir()
     with pytest.raises((ValueError, FileNotFoundError), match="empty"):
         swin_rollout.explain(scene, model=empty)
+
+
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
+
+
+@pytest.mark.parametrize("folder", ["swinv2_pad", "swin_headless", "swinv2_headless"])
+def test_swin_v2_and_headless_models_equal_cli_export(cli, scene, tmp_path, folder):
+    model = FIXTURES / folder
+    out = tmp_path / "export.npz"
+    cli("export", scene, "--model", model, "-o", out)
+    got = swin_rollout.explain(scene, model=str(model))
+    assert_same_arrays(got, load_npz(out))
+    # A headless backbone exports no logits, and cannot explain a class.
+    assert ("logits" in got) == (folder == "swinv2_pad")
+    if folder != "swinv2_pad":
+        with pytest.raises(ValueError, match="has no classifier"):
+            swin_rollout.explain(scene, model=str(model), explain="relevance")
+
+
+def test_swin_v2_relevance_equals_cli_export(cli, scene, tmp_path):
+    model = FIXTURES / "swinv2_pad"
+    out = tmp_path / "export.npz"
+    cli("export", scene, "--model", model, "--explain", "relevance", "--class", "fox", "-o", out)
+    got = swin_rollout.explain(scene, model=str(model), explain="relevance", target="fox")
+    assert_same_arrays(got, load_npz(out))
