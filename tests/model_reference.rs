@@ -138,6 +138,36 @@ fn headless_backbones_saved_by_transformers_load_and_match() {
 }
 
 #[test]
+fn a_timm_checkpoint_without_its_head_is_a_headless_backbone() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("swin224_timm");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "model.safetensors" {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let mut tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    tensors.retain(|name, _| !name.starts_with("head."));
+    candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
+    let headless = Model::load(&ModelSource::Folder(dir.path().to_path_buf())).unwrap();
+    let full = Model::load(&ModelSource::Folder(src)).unwrap();
+    assert!(!headless.has_classifier() && full.has_classifier());
+    let pixels = &reference("swin224")["pixel_values"];
+    let (logits, blocks) = headless.network.trace(pixels).unwrap();
+    let (_, want) = full.network.trace(pixels).unwrap();
+    assert!(logits.is_empty());
+    assert_eq!(blocks.len(), want.len());
+    for (a, b) in blocks.iter().zip(&want) {
+        assert_eq!(
+            a.attention, b.attention,
+            "the backbone is the same without its head"
+        );
+    }
+}
+
+#[test]
 fn timm_named_weights_give_the_same_model() {
     check("swin224_timm", "swin224");
     let timm = Model::load(&ModelSource::Folder(fixture("swin224_timm"))).unwrap();

@@ -174,9 +174,8 @@ fn timm_config(json: &Value, ck: &Checkpoint) -> Result<(Config, Preprocessor)> 
     let window_size = ((rows as f64).sqrt().round() as usize).div_ceil(2);
     let fc1 = "swin.encoder.layers.0.blocks.0.intermediate.dense.weight";
     let hidden = ck.shape(fc1).ok_or_else(|| missing(fc1))?[0];
-    let classes = ck
-        .shape("classifier.weight")
-        .ok_or_else(|| missing("head.fc.weight"))?[0];
+    // A headless timm model (num_classes=0) has no head: no classes.
+    let classes = ck.shape("classifier.weight").map_or(0, |s| s[0]);
     let cfg = json.get("pretrained_cfg").unwrap_or(json);
     let image_size = cfg
         .get("input_size")
