@@ -119,10 +119,10 @@ impl PatchEmbedding {
 pub(super) struct WindowPartition {
     /// For every window place of every image: the token row it holds, or the zero row
     /// `B·H·W` appended for padding.
-    pub(super) gather: Tensor,
+    gather: Tensor,
     /// For every token row: the window place that holds it.
-    pub(super) scatter: Tensor,
-    pub(super) has_padding: bool,
+    scatter: Tensor,
+    has_padding: bool,
 }
 
 impl WindowPartition {

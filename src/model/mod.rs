@@ -109,7 +109,8 @@ impl Network {
     }
 }
 
-/// A ready-to-run classifier: the network, its labels and its preprocessing.
+/// A ready-to-run model: the network, its labels (none for a headless backbone) and its
+/// preprocessing.
 #[derive(Debug)]
 pub struct Model {
     /// The network.
