@@ -89,9 +89,15 @@ fn export_writes_exactly_the_documented_arrays() {
         .unwrap();
     assert!(status.success());
     let npz = read_npz(&out);
-    let mut expected: Vec<String> = ["pixel_values", "logits", "geometry", "rollout"]
-        .map(String::from)
-        .to_vec();
+    let mut expected: Vec<String> = [
+        "pixel_values",
+        "logits",
+        "geometry",
+        "prefix_tokens",
+        "rollout",
+    ]
+    .map(String::from)
+    .to_vec();
     for k in 0..8 {
         expected.push(format!("attn_{k:02}"));
         expected.push(format!("rollout_{k:02}"));
@@ -102,6 +108,9 @@ fn export_writes_exactly_the_documented_arrays() {
     assert_eq!(npz["pixel_values"].shape, [3, 224, 224]);
     assert_eq!(npz["logits"].shape, [10]);
     assert_eq!(npz["geometry"].shape, [8, 8]);
+    // A window trace has no tokens before its patches.
+    assert_eq!(npz["prefix_tokens"].shape, Vec::<usize>::new());
+    assert_eq!(npz["prefix_tokens"].i64s(), [0]);
     let geometry = npz["geometry"].i64s();
     // Block 3: stage 1, second block, 14×14, window 7 shifted by 3.
     assert_eq!(&geometry[3 * 8..4 * 8], &[1, 1, 14, 14, 14, 14, 7, 3]);

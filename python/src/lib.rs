@@ -29,10 +29,12 @@ use swin_rollout::trace::{Trace, TraceArrays};
 /// An image as Python hands it over: a file, or `(height, width, RGB bytes)`.
 type ImageIn<'py> = (Option<PathBuf>, Option<(u32, u32, Bound<'py, PyBytes>)>);
 
-/// A trace as Python hands it over: `geometry`, the attentions, `logits`, `pixel_values`.
+/// A trace as Python hands it over: `geometry`, the attentions, `logits`, `pixel_values`,
+/// `prefix_tokens`.
 type TraceIn<'py> = (
     ArrayIn<'py>,
     Vec<ArrayIn<'py>>,
+    Option<ArrayIn<'py>>,
     Option<ArrayIn<'py>>,
     Option<ArrayIn<'py>>,
 );
@@ -99,7 +101,7 @@ fn read_image(
 }
 
 fn trace_arrays(trace: &TraceIn) -> PyResult<TraceArrays> {
-    let (geometry, attentions, logits, pixel_values) = trace;
+    let (geometry, attentions, logits, pixel_values, prefix_tokens) = trace;
     Ok(TraceArrays {
         geometry: arrays::nd_array("geometry", geometry)?,
         attentions: attentions
@@ -114,6 +116,10 @@ fn trace_arrays(trace: &TraceIn) -> PyResult<TraceArrays> {
         pixel_values: pixel_values
             .as_ref()
             .map(|p| arrays::nd_array("pixel_values", p))
+            .transpose()?,
+        prefix_tokens: prefix_tokens
+            .as_ref()
+            .map(|p| arrays::nd_array("prefix_tokens", p))
             .transpose()?,
     })
 }

@@ -242,6 +242,8 @@ def _trace_in(trace: Mapping) -> tuple:
     for key in ("logits", "pixel_values"):
         value = trace.get(key)
         optional.append(None if value is None else _array_in(key, value, np.float32))
+    prefix = trace.get("prefix_tokens")
+    optional.append(None if prefix is None else _array_in("prefix_tokens", prefix, np.int64))
     return (geometry, attentions, *optional)
 
 
@@ -355,6 +357,8 @@ def save_trace(path: PathLike, trace: Mapping) -> Path:
     for key in ("logits", "pixel_values"):
         if trace.get(key) is not None:
             arrays[key] = np.asarray(trace[key], dtype=np.float32)
+    if trace.get("prefix_tokens") is not None:
+        arrays["prefix_tokens"] = np.asarray(trace["prefix_tokens"], dtype=np.int64)
     # Through a hidden temporary file beside it, so that no half-written trace is left; and to
     # a file object, since numpy would append .npz to other names.
     tmp = path.with_name(f".{path.name}.part")

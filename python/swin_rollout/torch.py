@@ -242,7 +242,8 @@ def capture(model, pixel_values) -> Any:
         pixel_values: a float tensor [B, 3, H, W] (or [3, H, W]) as the model takes it.
 
     Returns:
-        For one image, a dict in the export layout: ``geometry`` (i64 [L, 8]), ``attentions``
+        For one image, a dict in the export layout: ``geometry`` (i64 [L, 8]),
+        ``prefix_tokens`` (i64 scalar 0: window attention has no CLS token), ``attentions``
         (a list of f32 [windows, heads, M², M²]), ``logits`` (f32 [classes], when the model
         has a classifier), ``pixel_values`` (f32 [3, H, W]) and ``output`` (what the model
         returned, untouched). For a batch of B > 1, a list of B such dicts (``output`` is the
@@ -302,6 +303,7 @@ def capture(model, pixel_values) -> Any:
     for i in range(batch):
         trace = {
             "geometry": geometry.copy(),
+            "prefix_tokens": np.array(0, dtype=np.int64),
             "attentions": [np.ascontiguousarray(a[i]) for a in attentions],
             "pixel_values": np.ascontiguousarray(pixels[i]),
             "output": output,

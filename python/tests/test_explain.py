@@ -60,6 +60,8 @@ def test_layout(scene):
         a = arrays[f"attn_{k:02}"]
         assert a.shape[0] == windows and a.shape[2:] == (row[6] ** 2, row[6] ** 2)
     assert int(arrays["target"]) == int(np.argmax(arrays["logits"]))
+    prefix = arrays["prefix_tokens"]
+    assert prefix.dtype == np.int64 and prefix.shape == () and int(prefix) == 0
     arrays["rollout"][0, 0] = 0.0  # writable
 
 

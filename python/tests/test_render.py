@@ -94,6 +94,8 @@ def test_trace_errors(captured, tmp_path):
         swin_rollout.render({"attentions": []}, tmp_path / "c.png")
     with pytest.raises(ValueError, match="model="):
         swin_rollout.render(captured, tmp_path / "d.png", model="x")
+    with pytest.raises(ValueError, match="prefix_tokens is 1"):
+        swin_rollout.render(dict(captured, prefix_tokens=1), tmp_path / "f.png", template="stages")
     with pytest.raises(FileNotFoundError):
         swin_rollout.render(tmp_path / "missing.npz", tmp_path / "e.png")
     assert list(tmp_path.iterdir()) == []
@@ -109,6 +111,7 @@ def test_save_trace_round_trips(captured, tmp_path):
     with np.load(path) as f:
         assert f["geometry"].dtype == np.int64
         np.testing.assert_array_equal(f["attn_01"], captured["attentions"][1])
+        assert f["prefix_tokens"].shape == () and int(f["prefix_tokens"]) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["t.npz"]
 
 

@@ -59,6 +59,9 @@ pub struct TraceArrays {
     pub logits: Option<NdArray<f32>>,
     /// `pixel_values` `[3, H, W]` (or `[1, 3, H, W]`), the preprocessed input, if known.
     pub pixel_values: Option<NdArray<f32>>,
+    /// `prefix_tokens`, an int64 scalar: tokens before the patches in every attention matrix
+    /// (CLS and distillation tokens of a ViT). Window traces have none: 0, or absent.
+    pub prefix_tokens: Option<NdArray<i64>>,
 }
 
 /// The name of block `k`'s attention array in the export format.
@@ -88,6 +91,24 @@ impl Trace {
     /// missing or surplus attention array, a shape that disagrees with the geometry, or values
     /// that are not probabilities.
     pub fn from_export(arrays: TraceArrays) -> Result<Trace> {
+        if let Some(prefix) = &arrays.prefix_tokens {
+            match prefix.values[..] {
+                [0] if prefix.shape.iter().product::<usize>() == 1 => {}
+                [p] if prefix.shape.iter().product::<usize>() == 1 => {
+                    return Err(invalid(format!(
+                        "prefix_tokens is {p}: this trace's attention has {p} prefix tokens (a \
+                         ViT's CLS or distillation tokens), which swin-rollout does not read \
+                         yet; it reads window traces, whose prefix_tokens is 0"
+                    )))
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "prefix_tokens has shape {:?}; it must be one int64 (0 for Swin)",
+                        prefix.shape
+                    )))
+                }
+            }
+        }
         let geometries = geometries(&arrays.geometry)?;
         if arrays.attentions.len() != geometries.len() {
             let n = geometries.len();
@@ -178,11 +199,16 @@ impl Trace {
         };
         let logits = optional("logits")?;
         let pixel_values = optional("pixel_values")?;
+        let prefix_tokens = reader
+            .read("prefix_tokens")?
+            .map(|a| int_array(a, path))
+            .transpose()?;
         Trace::from_export(TraceArrays {
             geometry,
             attentions,
             logits,
             pixel_values,
+            prefix_tokens,
         })
         .map_err(in_file)
     }

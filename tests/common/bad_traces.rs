@@ -63,7 +63,7 @@ fn attn(a: &mut [Owned], k: usize) -> (&mut Vec<usize>, &mut Vec<f32>) {
 type Spoil = fn(&mut Vec<Owned>);
 
 /// (file stem, what the message must say, how the plain fixture is spoilt).
-const CASES: [(&str, &str, Spoil); 16] = [
+const CASES: [(&str, &str, Spoil); 18] = [
     ("columns", "geometry has shape [4, 6]", |a| {
         if let Owned::I(_, s, _) = &mut a[0] {
             *s = vec![4, 6];
@@ -137,6 +137,12 @@ const CASES: [(&str, &str, Spoil); 16] = [
     }),
     ("no_geometry", "has no `geometry` array", |a| {
         a.remove(0);
+    }),
+    ("vit_prefix", "prefix_tokens is 1", |a| {
+        a.push(Owned::I("prefix_tokens".into(), vec![], vec![1]))
+    }),
+    ("prefix_shape", "prefix_tokens has shape [2]", |a| {
+        a.push(Owned::I("prefix_tokens".into(), vec![2], vec![0, 0]))
     }),
 ];
 
