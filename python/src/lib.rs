@@ -207,7 +207,7 @@ fn rollout(
     discard: f32,
 ) -> PyResult<ArrayOut> {
     let options = rollout_options(head_fusion, residual, discard).map_err(to_py)?;
-    let arrays = trace_arrays(&(geometry, attentions, None, None))?;
+    let arrays = trace_arrays(&(geometry, attentions, None, None, None))?;
     let maps = py
         .detach(|| -> Result<_> {
             let trace = Trace::from_export(arrays)?;
