@@ -85,7 +85,7 @@ mod tests {
     use super::super::Swin;
     use super::*;
     use crate::model::backbone::WindowBlock;
-    use crate::model::gradients::{argmax, moved_output, values};
+    use crate::model::gradients::{argmax, check_finite_differences, moved_output, values};
     use crate::model::layers::merge_children;
     use crate::model::{Checkpoint, Config};
 
@@ -105,12 +105,6 @@ mod tests {
             .collect();
         let pixels = Tensor::from_vec(pixels, (1, 3, 40, 40), &Device::Cpu).unwrap();
         (swin, pixels)
-    }
-
-    /// A deterministic direction in [−1, 1)^n.
-    fn direction(n: usize, seed: u64) -> Vec<f32> {
-        let mut rng = crate::rng::SplitMix64(seed);
-        (0..n).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
     }
 
     /// Logit `target` when block `at`'s attention probabilities are A + δ·r: the change of
@@ -193,24 +187,9 @@ mod tests {
             let want = target.unwrap_or_else(|| argmax(&logits));
             assert_eq!(grads.target, want, "the default target is the argmax");
             let target = grads.target;
-            for (k, g) in grads.blocks.iter().enumerate() {
-                assert_eq!(g.len(), traces[k].attention.len());
-                let r = direction(g.len(), 11 + k as u64);
-                let predicted: f64 = g.iter().zip(&r).map(|(&g, &r)| f64::from(g * r)).sum();
-                let scale: f64 = g
-                    .iter()
-                    .zip(&r)
-                    .map(|(&g, &r)| f64::from((g * r).abs()))
-                    .sum();
-                let delta = 1e-2;
-                let up = logit_with_attention_moved(&swin, &pixels, k, &r, delta, target);
-                let down = logit_with_attention_moved(&swin, &pixels, k, &r, -delta, target);
-                let measured = (up - down) / (2.0 * f64::from(delta));
-                assert!(
-                    (measured - predicted).abs() <= 2e-3 * scale + 1e-4,
-                    "block {k}: finite difference {measured}, gradient {predicted} (scale {scale})"
-                );
-            }
+            check_finite_differences(&grads, &traces, 1e-2, |k, r, delta| {
+                logit_with_attention_moved(&swin, &pixels, k, r, delta, target)
+            });
         }
     }
 
