@@ -91,10 +91,11 @@ impl Trace {
     /// missing or surplus attention array, a shape that disagrees with the geometry, or values
     /// that are not probabilities.
     pub fn from_export(arrays: TraceArrays) -> Result<Trace> {
+        // One value (shape [] or [1]); 0 is the only count a window trace has.
         if let Some(prefix) = &arrays.prefix_tokens {
             match prefix.values[..] {
-                [0] if prefix.shape.iter().product::<usize>() == 1 => {}
-                [p] if prefix.shape.iter().product::<usize>() == 1 => {
+                [0] => {}
+                [p] => {
                     return Err(invalid(format!(
                         "prefix_tokens is {p}: this trace's attention has {p} prefix tokens (a \
                          ViT's CLS or distillation tokens), which swin-rollout does not read \
