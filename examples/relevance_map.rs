@@ -42,7 +42,7 @@ fn run() -> swin_rollout::Result<()> {
     };
     let model = load(model)?;
     let pixels = model.preprocessor.load(Path::new(image))?;
-    let labels = &model.config().labels;
+    let labels = model.labels();
     let target = class.map(|c| model.class_index(c)).transpose()?;
 
     // One forward and backward pass: the trace (logits, attention) and ∂y_c/∂A of every block.

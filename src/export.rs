@@ -32,7 +32,8 @@ pub fn geometry_table(trace: &Trace) -> Vec<i64> {
 }
 
 /// Writes `pixel_values`, `logits` (absent for a headless model), `geometry`, `prefix_tokens`
-/// (an int64 scalar, 0: window attention has no CLS token), `attn_00`… to `path`; with a rollout its
+/// (an int64 scalar: 0 for window attention, 1 or 2 for a ViT's CLS and distillation tokens),
+/// `attn_00`… (`[1, heads, T, T]` for a ViT) to `path`; with a rollout its
 /// pooled map after every block, `rollout_00`… `[H₀, W₀]`, and the final one as `rollout`;
 /// with a relevance its map after every block, `relevance_00`… `[H₀, W₀]` (the mean of R_b's
 /// rows, not rescaled), the final one as `relevance`, and the class explained as `target`
@@ -69,7 +70,8 @@ pub fn with_arrays<R>(
     }
     arrays.push(Array::i64("geometry", &[trace.blocks.len(), 8], &geometry));
     // Tokens before the patches in every attention matrix: none in a window trace.
-    arrays.push(Array::i64("prefix_tokens", &[], &[0]));
+    let prefix = [trace.blocks.first().map_or(0, |b| b.geometry.prefix as i64)];
+    arrays.push(Array::i64("prefix_tokens", &[], &prefix));
     for (k, block) in trace.blocks.iter().enumerate() {
         let a = block.geometry.window_area();
         arrays.push(Array::f32(

@@ -1,10 +1,14 @@
 //! The geometry of Swin's windows: which token of a stage sits at which place of which
-//! window, through padding and the cyclic shift, and how tokens merge between stages.
+//! window, through padding and the cyclic shift, and how tokens merge between stages. A ViT
+//! block is the degenerate case: one "window" holding the whole sequence (prefix tokens, then
+//! the patches), `window` 0 in the export's geometry table.
 
-/// What one Swin block did with its stage's token grid.
+/// What one block did with its stage's token grid.
 ///
 /// `window` and `shift` are the values the block really used: where the stage's grid is not
 /// larger than the configured window, the window is clamped to the grid and the shift is 0.
+/// `window` 0 means global attention (a ViT block): every token of the sequence, `prefix`
+/// tokens and then the grid's patches row-major, attends to every other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Geometry {
     /// Stage index, 0-based.
@@ -23,6 +27,9 @@ pub struct Geometry {
     pub window: usize,
     /// Cyclic shift s (0 for regular blocks).
     pub shift: usize,
+    /// Tokens before the grid's patches in the attended sequence (a ViT's CLS and
+    /// distillation tokens); 0 for window attention.
+    pub prefix: usize,
 }
 
 impl Geometry {
@@ -68,7 +75,29 @@ impl Geometry {
             padded_width: pad(width),
             window,
             shift,
+            prefix: 0,
         }
+    }
+
+    /// The geometry of block `block` of a ViT: global attention over `prefix` tokens and the
+    /// `height`×`width` patch grid (stage 0, window 0, shift 0, no padding).
+    pub fn global(block: usize, height: usize, width: usize, prefix: usize) -> Self {
+        Geometry {
+            stage: 0,
+            block,
+            height,
+            width,
+            padded_height: height,
+            padded_width: width,
+            window: 0,
+            shift: 0,
+            prefix,
+        }
+    }
+
+    /// Whether every token attends to every token (a ViT block, `window` 0).
+    pub fn is_global(&self) -> bool {
+        self.window == 0
     }
 
     /// Checks what everything that reads a geometry relies on: a non-empty grid and window, the
@@ -76,6 +105,15 @@ impl Geometry {
     /// index image that fits `u32`, and a shift below the window. The problem, if any, is one
     /// phrase for the caller to prefix with the block it names.
     pub fn check(&self) -> Result<(), String> {
+        if self.is_global() {
+            return self.check_global();
+        }
+        if self.prefix != 0 {
+            return Err(format!(
+                "window attention (window {}) has {} prefix tokens; only global attention (window 0) has them",
+                self.window, self.prefix
+            ));
+        }
         if self.height == 0 || self.width == 0 || self.window == 0 {
             return Err(format!(
                 "height {}, width {} and window {} must be at least 1",
@@ -105,29 +143,81 @@ impl Geometry {
         Ok(())
     }
 
-    /// Number of real (unpadded) tokens, H·W.
-    pub fn tokens(&self) -> usize {
-        self.height * self.width
+    /// What a global block needs: a non-empty grid, no padding, no shift, a sequence whose
+    /// square fits memory indices.
+    fn check_global(&self) -> Result<(), String> {
+        if self.height == 0 || self.width == 0 {
+            return Err(format!(
+                "height {} and width {} must be at least 1",
+                self.height, self.width
+            ));
+        }
+        if (self.padded_height, self.padded_width) != (self.height, self.width) {
+            return Err(format!(
+                "padded size {}×{} of global attention (window 0) must be the grid's {}×{}",
+                self.padded_height, self.padded_width, self.height, self.width
+            ));
+        }
+        if self.shift != 0 {
+            return Err(format!(
+                "shift {} of global attention (window 0) must be 0",
+                self.shift
+            ));
+        }
+        match self
+            .height
+            .checked_mul(self.width)
+            .and_then(|n| n.checked_add(self.prefix))
+            .and_then(|t| t.checked_mul(t))
+        {
+            Some(cells) if cells < Self::PADDING as usize => Ok(()),
+            _ => Err("the sequence is too long".into()),
+        }
     }
 
-    /// Number of windows the padded grid is cut into.
+    /// Number of real (unpadded) tokens of the block's sequence: H·W, plus the prefix tokens
+    /// of a global block. Rows and columns of the block's attention matrix over real tokens.
+    pub fn tokens(&self) -> usize {
+        self.prefix + self.height * self.width
+    }
+
+    /// Number of windows the padded grid is cut into (1 for global attention).
     pub fn windows(&self) -> usize {
         self.windows_down() * self.windows_across()
     }
 
     /// Windows per column of the padded grid.
     pub fn windows_down(&self) -> usize {
-        self.padded_height / self.window
+        if self.is_global() {
+            1
+        } else {
+            self.padded_height / self.window
+        }
     }
 
     /// Windows per row of the padded grid.
     pub fn windows_across(&self) -> usize {
-        self.padded_width / self.window
+        if self.is_global() {
+            1
+        } else {
+            self.padded_width / self.window
+        }
     }
 
-    /// Tokens per window, M².
+    /// Tokens per window, M² (the whole sequence for global attention).
     pub fn window_area(&self) -> usize {
-        self.window * self.window
+        if self.is_global() {
+            self.tokens()
+        } else {
+            self.window * self.window
+        }
+    }
+
+    /// The grid position `(y, x)` of token `token` of the sequence, or `None` for a prefix
+    /// token (or one past the end).
+    pub fn position(&self, token: usize) -> Option<(usize, usize)> {
+        let patch = token.checked_sub(self.prefix)?;
+        (patch < self.height * self.width).then(|| (patch / self.width, patch % self.width))
     }
 
     /// Marker for a window place that holds padding instead of a token, in
@@ -139,7 +229,8 @@ impl Geometry {
 
     /// The token at place `position` (row-major inside the M×M window) of window `window`
     /// (row-major over the padded grid's windows): its raster index `y·W + x` in the stage's
-    /// unshifted, unpadded grid, or `None` where the place holds padding.
+    /// unshifted, unpadded grid, or `None` where the place holds padding. A global block's only
+    /// window holds the sequence in order.
     ///
     /// The reference implementation pads at the bottom and right, then rolls the padded grid by
     /// −s on both axes before cutting windows, so local place (r, c) of window (wr, wc) holds
@@ -149,6 +240,9 @@ impl Geometry {
     /// # Panics
     /// If the window is 0 or the padded grid is empty (a geometry no model produces).
     pub fn token_at(&self, window: usize, position: usize) -> Option<u32> {
+        if self.is_global() {
+            return (window == 0 && position < self.tokens()).then_some(position as u32);
+        }
         let m = self.window;
         let across = self.windows_across();
         let (wr, wc) = (window / across, window % across);

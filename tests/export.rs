@@ -342,3 +342,54 @@ fn relevance_export_matches_pytorch() {
 fn relevance_export_matches_pytorch_through_padding_and_clamped_windows() {
     check_relevance_export("swin_pad", 8);
 }
+
+#[test]
+fn a_vit_exports_its_global_attention_and_the_trace_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("vit.npz");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_swin-rollout"))
+            .args(args)
+            .current_dir(root())
+            .output()
+            .unwrap()
+    };
+    let export = run(&[
+        "export",
+        "assets/chelsea.png",
+        "--model",
+        "tests/fixtures/deit_teacher",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(export.status.success(), "{export:?}");
+    let npz = read_npz(&out);
+    let mut expected: Vec<String> = ["pixel_values", "logits", "geometry", "prefix_tokens"]
+        .map(String::from)
+        .to_vec();
+    expected.extend((0..3).map(|k| format!("attn_{k:02}")));
+    expected.sort();
+    assert_eq!(npz.keys().cloned().collect::<Vec<_>>(), expected);
+    // CLS and distillation tokens first, then the 4×4 patches: T = 18, one "window".
+    assert_eq!(npz["prefix_tokens"].i64s(), [2]);
+    assert_eq!(npz["attn_01"].shape, [1, 4, 18, 18]);
+    assert_eq!(&npz["geometry"].i64s()[8..16], &[0, 1, 4, 4, 4, 4, 0, 0]);
+
+    // The export is a valid trace; what cannot be drawn yet says so in one line.
+    let trace = swin_rollout::trace::Trace::load_npz(&out).unwrap();
+    assert_eq!(trace.blocks[2].geometry.prefix, 2);
+    assert_eq!(trace.image_size, (32, 32));
+    let png = dir.path().join("vit.png");
+    let still = run(&[
+        "still",
+        "--trace",
+        out.to_str().unwrap(),
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    assert!(!still.status.success());
+    let err = String::from_utf8_lossy(&still.stderr);
+    assert!(err.contains("global attention (a ViT or DeiT)"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!png.exists());
+}

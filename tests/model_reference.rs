@@ -1,5 +1,5 @@
 //! The model against Hugging Face `transformers` on the fixtures made by
-//! `tests/fixtures/make_fixtures.py` and `make_swinv2.py`: logits, every block's attention and
+//! `tests/fixtures/make_fixtures.py`, `make_swinv2.py` and `make_vit.py`: logits, every block's attention and
 //! geometry (Swin V1 and V2), the same weights under timm's names, and preprocessing of a real
 //! photo.
 
@@ -110,7 +110,10 @@ fn swin_v2_matches_transformers() {
 fn swin_v2_with_padding_clamped_windows_and_pretrained_sizes_matches_transformers() {
     check("swinv2_pad", "swinv2_pad");
     let model = Model::load(&ModelSource::Folder(fixture("swinv2_pad"))).unwrap();
-    assert_eq!(model.config().version, swin_rollout::model::Version::V2);
+    assert_eq!(
+        model.network.swin_config().unwrap().version,
+        swin_rollout::model::Version::V2
+    );
 }
 
 #[test]
@@ -172,10 +175,14 @@ fn timm_named_weights_give_the_same_model() {
     check("swin224_timm", "swin224");
     let timm = Model::load(&ModelSource::Folder(fixture("swin224_timm"))).unwrap();
     let hf = Model::load(&ModelSource::Folder(fixture("swin224"))).unwrap();
-    assert_eq!(timm.config().depths, hf.config().depths);
-    assert_eq!(timm.config().num_heads, hf.config().num_heads);
-    assert_eq!(timm.config().window_size, hf.config().window_size);
-    assert_eq!(timm.config().labels, hf.config().labels);
+    let (t, h) = (
+        timm.network.swin_config().unwrap(),
+        hf.network.swin_config().unwrap(),
+    );
+    assert_eq!(t.depths, h.depths);
+    assert_eq!(t.num_heads, h.num_heads);
+    assert_eq!(t.window_size, h.window_size);
+    assert_eq!(t.labels, h.labels);
 }
 
 /// A batch records each block's windows image by image, each image's exactly as alone.
@@ -233,7 +240,7 @@ fn embedded_model_is_the_shipped_checkpoint_with_swin_tiny_geometry() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/model"),
     ))
     .unwrap();
-    let c = embedded.config();
+    let c = embedded.network.swin_config().unwrap();
     assert_eq!(
         (c.image_size, c.patch_size, c.window_size),
         ((224, 224), 4, 7)
@@ -269,10 +276,37 @@ fn embedded_model_classifies_the_committed_demo_scenes() {
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map(|(i, _)| i)
             .unwrap();
-        assert_eq!(
-            model.config().labels[best],
-            model.config().labels[label],
-            "{file}"
-        );
+        assert_eq!(model.labels()[best], model.labels()[label], "{file}");
     }
+}
+
+#[test]
+fn vit_matches_transformers() {
+    check("vit_small", "vit_small");
+    let model = Model::load(&ModelSource::Folder(fixture("vit_small"))).unwrap();
+    assert_eq!(model.network.architecture(), "ViT");
+    assert_eq!(model.labels().len(), 5);
+}
+
+#[test]
+fn distilled_deit_with_teacher_and_cls_head_match_transformers() {
+    check("deit_teacher", "deit_teacher");
+    check("deit_cls", "deit_cls");
+    let model = Model::load(&ModelSource::Folder(fixture("deit_teacher"))).unwrap();
+    let (_, blocks) = model
+        .network
+        .trace(&reference("deit_teacher")["pixel_values"])
+        .unwrap();
+    // CLS and distillation tokens, then the 4×4 patches.
+    assert_eq!(
+        (blocks[0].geometry.prefix, blocks[0].geometry.tokens()),
+        (2, 18)
+    );
+}
+
+#[test]
+fn headless_vit_has_no_classifier() {
+    check("vit_headless", "vit_headless");
+    let model = Model::load(&ModelSource::Folder(fixture("vit_headless"))).unwrap();
+    assert!(!model.has_classifier());
 }

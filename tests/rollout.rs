@@ -502,6 +502,7 @@ fn check_fixture(dir: &str) {
                 padded_width: r[5],
                 window: r[6],
                 shift: r[7],
+                prefix: 0,
             };
             let (shape, attention) = read_f32(&st, &format!("attn_{k:02}"));
             assert_eq!(shape.len(), 4, "attn_{k:02} shape");

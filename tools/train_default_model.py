@@ -1,4 +1,5 @@
-"""Train the small default Swin Transformer on cluttered Fashion-MNIST scenes.
+"""Train the small default Swin Transformer (or, with ``--arch vit``, the small ViT that the
+``compare`` template sets beside it) on cluttered Fashion-MNIST scenes.
 
 Scenes come from ``tools/scenes.py``.  Training data is an endless stream of
 fresh scenes from the Fashion-MNIST *train* split: epoch ``e`` uses scenes
@@ -22,6 +23,8 @@ Example::
 
     python tools/train_default_model.py --deadline 11:50
     python tools/train_default_model.py --final-eval 2000 --skip-train
+    python tools/train_default_model.py --arch vit --out assets/vit \
+        --log tools/train_log_vit.txt --deadline 21:10
 """
 
 from __future__ import annotations
@@ -56,7 +59,13 @@ STD = [0.229, 0.224, 0.225]
 
 def parse_args():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", choices=["swin", "vit"], default="swin")
     ap.add_argument("--embed-dim", type=int, default=24)
+    # ViT only: a 14x14 patch grid at 224 (patch 16), one CLS token.
+    ap.add_argument("--vit-hidden", type=int, default=128)
+    ap.add_argument("--vit-layers", type=int, default=6)
+    ap.add_argument("--vit-heads", type=int, default=4)
+    ap.add_argument("--vit-patch", type=int, default=16)
     ap.add_argument("--depths", type=str, default="1,1,3,1")
     ap.add_argument("--heads", type=str, default="1,2,4,8")
     ap.add_argument("--mlp-ratio", type=float, default=4.0)
@@ -165,7 +174,35 @@ def per_class_accuracy(pred: np.ndarray, labels: np.ndarray) -> dict:
     return out
 
 
+def labels():
+    return {
+        "num_labels": 10,
+        "id2label": {i: n for i, n in enumerate(scenes.CLASS_NAMES)},
+        "label2id": {n: i for i, n in enumerate(scenes.CLASS_NAMES)},
+    }
+
+
 def build_model(args):
+    if args.arch == "vit":
+        from transformers import ViTConfig, ViTForImageClassification
+
+        cfg = ViTConfig(
+            image_size=224,
+            patch_size=args.vit_patch,
+            num_channels=3,
+            hidden_size=args.vit_hidden,
+            num_hidden_layers=args.vit_layers,
+            num_attention_heads=args.vit_heads,
+            intermediate_size=4 * args.vit_hidden,
+            hidden_act="gelu",
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            layer_norm_eps=1e-6,
+            qkv_bias=True,
+            **labels(),
+        )
+        return ViTForImageClassification(cfg)
+
     from transformers import SwinConfig, SwinForImageClassification
 
     depths = [int(v) for v in args.depths.split(",")]
@@ -186,9 +223,7 @@ def build_model(args):
         hidden_act="gelu",
         use_absolute_embeddings=False,
         layer_norm_eps=1e-5,
-        num_labels=10,
-        id2label={i: n for i, n in enumerate(scenes.CLASS_NAMES)},
-        label2id={n: i for i, n in enumerate(scenes.CLASS_NAMES)},
+        **labels(),
     )
     return SwinForImageClassification(cfg)
 
@@ -246,9 +281,9 @@ def main():
         train(args, budget, t0, val_imgs, val_labels)
 
     if args.final_eval:
-        from transformers import SwinForImageClassification
+        from transformers import AutoModelForImageClassification
 
-        model = SwinForImageClassification.from_pretrained(args.out)
+        model = AutoModelForImageClassification.from_pretrained(args.out)
         n_params = sum(p.numel() for p in model.parameters())
         acc_val = evaluate(model, val_imgs, val_labels)
         te = time.time()
@@ -278,10 +313,10 @@ def warm_start(model, folder):
     nothing to the residual stream, so the grown model computes exactly what the
     old one did and training continues from there instead of from scratch.
     """
-    from transformers import SwinForImageClassification
+    from transformers import AutoModelForImageClassification
 
     # Loading through transformers maps the hub names to its module names.
-    old = SwinForImageClassification.from_pretrained(folder).state_dict()
+    old = AutoModelForImageClassification.from_pretrained(folder).state_dict()
     state = model.state_dict()
     copied = 0
     for name, tensor in old.items():
@@ -303,6 +338,15 @@ def warm_start(model, folder):
     return copied, sorted(grown)
 
 
+def shape(args):
+    if args.arch == "vit":
+        return (
+            f"hidden={args.vit_hidden} layers={args.vit_layers} heads={args.vit_heads} "
+            f"patch={args.vit_patch}"
+        )
+    return f"embed_dim={args.embed_dim} depths={args.depths} heads={args.heads}"
+
+
 def train(args, budget, t0, val_imgs, val_labels):
     model = build_model(args)
     if args.init_from:
@@ -322,7 +366,7 @@ def train(args, budget, t0, val_imgs, val_labels):
     train_budget = budget - args.eval_reserve - (time.time() - t0)
     log_line(
         args.log,
-        f"START params={n_params} embed_dim={args.embed_dim} depths={args.depths} heads={args.heads} "
+        f"START arch={args.arch} params={n_params} {shape(args)} "
         f"bs={args.batch_size} lr={args.lr} wd={args.weight_decay} ls={args.label_smoothing} "
         f"epoch_size={args.epoch_size} train_budget_s={train_budget:.0f} max_steps={args.max_steps} "
         f"train_seed={args.train_seed} init_from={args.init_from} ema={args.ema}",

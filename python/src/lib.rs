@@ -362,7 +362,7 @@ fn templates() -> Vec<(&'static str, String)> {
 #[pyfunction]
 #[pyo3(signature = (model=None))]
 fn labels(py: Python<'_>, model: Option<String>) -> PyResult<Vec<String>> {
-    py.detach(|| cached_model(model.as_deref()).map(|m| m.config().labels.clone()))
+    py.detach(|| cached_model(model.as_deref()).map(|m| m.labels().to_vec()))
         .map_err(to_py)
 }
 

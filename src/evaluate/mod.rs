@@ -72,7 +72,7 @@ pub fn evaluate(
     if !model.has_classifier() {
         return Err(model.no_classifier("evaluate scores its class predictions"));
     }
-    let labels = model.config().num_labels();
+    let labels = model.labels().len();
     if labels != CLASS_NAMES.len() {
         return Err(Error::InvalidArgument(format!(
             "evaluate needs a Fashion-MNIST classifier with {} labels; {} has {labels}; pass one with --model",
@@ -83,7 +83,7 @@ pub fn evaluate(
     let mut preprocessor = model.preprocessor.clone();
     // A centre crop would cut off items near the border; the scenes are square already.
     preprocessor.crop_pct = None;
-    let layout = Layout::new(preprocessor.size, model.config().patch_size);
+    let layout = Layout::new(preprocessor.size, model.network.patch_size());
     let start = Instant::now();
     let per_scene = (0..options.scenes as u64)
         .into_par_iter()

@@ -287,7 +287,7 @@ impl Config {
     }
 }
 
-fn parse_activation(name: &str) -> Result<Activation> {
+pub(super) fn parse_activation(name: &str) -> Result<Activation> {
     Ok(match name {
         "gelu" => Activation::Gelu,
         "gelu_new" | "gelu_fast" => Activation::NewGelu,
@@ -303,7 +303,7 @@ fn parse_activation(name: &str) -> Result<Activation> {
 }
 
 /// Class names from HF's `id2label` (keys are decimal strings), filling gaps with `LABEL_i`.
-fn labels_from_map(
+pub(super) fn labels_from_map(
     id2label: Option<BTreeMap<String, String>>,
     num_labels: Option<usize>,
 ) -> Result<Vec<String>> {
@@ -327,20 +327,20 @@ fn labels_from_map(
 /// `image_size` and `patch_size` are an int or a pair in HF configs.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum IntOrPair {
+pub(super) enum IntOrPair {
     One(usize),
     Two([usize; 2]),
 }
 
 impl IntOrPair {
-    fn pair(&self) -> (usize, usize) {
+    pub(super) fn pair(&self) -> (usize, usize) {
         match *self {
             IntOrPair::One(n) => (n, n),
             IntOrPair::Two([h, w]) => (h, w),
         }
     }
 
-    fn square(&self) -> Result<usize> {
+    pub(super) fn square(&self) -> Result<usize> {
         match self.pair() {
             (h, w) if h == w => Ok(h),
             (h, w) => Err(Error::Model(format!(

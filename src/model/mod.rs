@@ -1,5 +1,6 @@
-//! The Swin Transformers (V1 and V2): their configuration, checkpoint files, where models come
-//! from (a local folder, the Hugging Face hub, or the embedded default), and the networks.
+//! The networks swin-rollout runs, Swin Transformers (V1 and V2) and ViT / DeiT: their
+//! configuration, checkpoint files, where models come from (a local folder, the Hugging Face
+//! hub, or the embedded default), and the networks.
 
 mod backbone;
 mod checkpoint;
@@ -10,6 +11,7 @@ mod layers;
 mod source;
 mod swin;
 mod swinv2;
+mod vit;
 
 pub use backbone::Forward;
 pub use checkpoint::{Checkpoint, Layout};
@@ -17,6 +19,7 @@ pub use config::{Config, Version, SUPPORTED_MODEL_TYPES};
 pub use source::ModelSource;
 pub use swin::Swin;
 pub use swinv2::SwinV2;
+pub use vit::{Family, ViT, ViTConfig};
 
 use std::path::Path;
 
@@ -26,6 +29,63 @@ use crate::error::{Error, Result};
 use crate::preprocess::Preprocessor;
 use crate::trace::{AttentionGradients, BlockTrace, Trace};
 
+/// What a checkpoint's `config.json` describes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Architecture {
+    /// A Swin Transformer, V1 or V2.
+    Swin(Config),
+    /// A ViT or DeiT.
+    ViT(ViTConfig),
+}
+
+impl Architecture {
+    /// Parses a Hugging Face `config.json` by its `model_type` ("swin" when it has none).
+    pub fn from_hf_json(text: &str) -> Result<Self> {
+        let model_type: Option<String> = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| Some(v.get("model_type")?.as_str()?.to_string()));
+        match model_type.as_deref() {
+            Some("vit" | "deit") => Ok(Architecture::ViT(ViTConfig::from_hf_json(text)?)),
+            _ => Ok(Architecture::Swin(Config::from_hf_json(text)?)),
+        }
+    }
+
+    /// The `model_type`, which is also the weights' backbone prefix (`swin`, `vit`, …).
+    pub fn model_type(&self) -> &'static str {
+        match self {
+            Architecture::Swin(c) => c.version.model_type(),
+            Architecture::ViT(c) => c.family.model_type(),
+        }
+    }
+
+    /// The configured input height and width in pixels.
+    pub fn image_size(&self) -> (usize, usize) {
+        match self {
+            Architecture::Swin(c) => c.image_size,
+            Architecture::ViT(c) => c.image_size,
+        }
+    }
+
+    fn labels_mut(&mut self) -> &mut Vec<String> {
+        match self {
+            Architecture::Swin(c) => &mut c.labels,
+            Architecture::ViT(c) => &mut c.labels,
+        }
+    }
+}
+
+impl From<Config> for Architecture {
+    fn from(config: Config) -> Self {
+        Architecture::Swin(config)
+    }
+}
+
+impl From<ViTConfig> for Architecture {
+    fn from(config: ViTConfig) -> Self {
+        Architecture::ViT(config)
+    }
+}
+
 /// A network of one of the families swin-rollout runs.
 #[derive(Debug)]
 pub enum Network {
@@ -33,48 +93,83 @@ pub enum Network {
     Swin(Swin),
     /// Swin V2.
     SwinV2(SwinV2),
+    /// ViT or DeiT.
+    ViT(ViT),
 }
 
 impl Network {
-    /// Builds the network `config` describes from `checkpoint`. A checkpoint without a
+    /// Builds the network `architecture` describes from `checkpoint`. A checkpoint without a
     /// classifier is a headless backbone: its config's labels are dropped. One with a classifier
     /// but no labels in its config gets `LABEL_i` names for its classes.
-    pub fn load(checkpoint: &Checkpoint, mut config: Config) -> Result<Self> {
-        match checkpoint.shape("classifier.weight") {
-            None => config.labels.clear(),
-            Some(&[classes, _]) if config.labels.is_empty() => {
-                config.labels = (0..classes).map(|i| format!("LABEL_{i}")).collect();
+    pub fn load(checkpoint: &Checkpoint, architecture: impl Into<Architecture>) -> Result<Self> {
+        let mut architecture = architecture.into();
+        let head = checkpoint
+            .shape("classifier.weight")
+            .or_else(|| checkpoint.shape("cls_classifier.weight"));
+        let labels = architecture.labels_mut();
+        match head {
+            None => labels.clear(),
+            Some(&[classes, _]) if labels.is_empty() => {
+                *labels = (0..classes).map(|i| format!("LABEL_{i}")).collect();
             }
             Some(_) => {}
         }
-        Ok(match config.version {
-            Version::V1 => Network::Swin(Swin::load(checkpoint, config)?),
-            Version::V2 => Network::SwinV2(SwinV2::load(checkpoint, config)?),
+        Ok(match architecture {
+            Architecture::Swin(config) => match config.version {
+                Version::V1 => Network::Swin(Swin::load(checkpoint, config)?),
+                Version::V2 => Network::SwinV2(SwinV2::load(checkpoint, config)?),
+            },
+            Architecture::ViT(config) => Network::ViT(ViT::load(checkpoint, config)?),
         })
     }
 
-    /// The architecture's name, for captions: "Swin Transformer", "Swin Transformer V2".
+    /// The architecture's name, for captions: "Swin Transformer", "Swin Transformer V2",
+    /// "ViT", "DeiT".
     pub fn architecture(&self) -> &'static str {
         match self {
             Network::Swin(_) => "Swin Transformer",
             Network::SwinV2(_) => "Swin Transformer V2",
+            Network::ViT(n) => match n.config().family {
+                Family::ViT => "ViT",
+                Family::DeiT => "DeiT",
+            },
         }
     }
 
     /// What kind of attention its blocks compute, as a caption prefix of "W-MSA": "" for
-    /// scaled dot-product attention, "cosine " for V2's scaled cosine attention.
+    /// scaled dot-product attention, "cosine " for V2's scaled cosine attention. (A ViT's
+    /// attention is global, which captions say from the trace.)
     pub fn attention_style(&self) -> &'static str {
         match self {
-            Network::Swin(_) => "",
+            Network::Swin(_) | Network::ViT(_) => "",
             Network::SwinV2(_) => "cosine ",
         }
     }
 
-    /// The architecture.
-    pub fn config(&self) -> &Config {
+    /// The Swin architecture; `None` for a ViT.
+    pub fn swin_config(&self) -> Option<&Config> {
         match self {
-            Network::Swin(n) => n.config(),
-            Network::SwinV2(n) => n.config(),
+            Network::Swin(n) => Some(n.config()),
+            Network::SwinV2(n) => Some(n.config()),
+            Network::ViT(_) => None,
+        }
+    }
+
+    /// Class names, indexed by logit; empty for a headless backbone.
+    pub fn labels(&self) -> &[String] {
+        match self {
+            Network::Swin(n) => &n.config().labels,
+            Network::SwinV2(n) => &n.config().labels,
+            Network::ViT(n) => &n.config().labels,
+        }
+    }
+
+    /// Side of the square patches the input is cut into.
+    pub fn patch_size(&self) -> usize {
+        match self {
+            Network::Swin(n) => n.config().patch_size,
+            Network::SwinV2(n) => n.config().patch_size,
+            Network::ViT(n) => n.config().patch_size,
         }
     }
 
@@ -84,6 +179,7 @@ impl Network {
         match self {
             Network::Swin(n) => n.forward(pixels, record),
             Network::SwinV2(n) => n.forward(pixels, record),
+            Network::ViT(n) => n.forward(pixels, record),
         }
     }
 
@@ -92,6 +188,7 @@ impl Network {
         match self {
             Network::Swin(n) => n.trace(pixels),
             Network::SwinV2(n) => n.trace(pixels),
+            Network::ViT(n) => n.trace(pixels),
         }
     }
 
@@ -105,6 +202,10 @@ impl Network {
         match self {
             Network::Swin(n) => n.trace_with_gradients(pixels, target),
             Network::SwinV2(n) => n.trace_with_gradients(pixels, target),
+            Network::ViT(_) => Err(Error::InvalidArgument(format!(
+                "class-specific relevance of a {} is not implemented yet; use --explain rollout",
+                self.architecture()
+            ))),
         }
     }
 }
@@ -135,7 +236,7 @@ pub struct Prediction {
 impl Model {
     /// Whether the model classifies (a headless backbone such as `SwinModel` does not).
     pub fn has_classifier(&self) -> bool {
-        !self.config().labels.is_empty()
+        !self.labels().is_empty()
     }
 
     /// The error for asking a headless model about classes; `what` says what needed them.
@@ -151,9 +252,9 @@ impl Model {
         source.load()
     }
 
-    /// The architecture.
-    pub fn config(&self) -> &Config {
-        self.network.config()
+    /// Class names, indexed by logit; empty for a headless backbone.
+    pub fn labels(&self) -> &[String] {
+        self.network.labels()
     }
 
     /// Runs one preprocessed image (`[3, H, W]` row-major) and records every block.
@@ -216,7 +317,7 @@ impl Model {
                 "--class {class} names no class; leave --class out and use --explain rollout"
             )));
         }
-        let labels = &self.config().labels;
+        let labels = self.labels();
         let wanted = class.trim();
         if let Some(i) = labels.iter().position(|l| l == wanted) {
             return Ok(i);
@@ -250,7 +351,7 @@ impl Model {
 
     /// The `k` most probable labels of a trace's logits, most probable first.
     pub fn top_k(&self, logits: &[f32], k: usize) -> Vec<Prediction> {
-        top_k(logits, &self.config().labels, k)
+        top_k(logits, self.labels(), k)
     }
 }
 

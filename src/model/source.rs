@@ -7,8 +7,7 @@ use serde_json::Value;
 
 use super::checkpoint::{Checkpoint, Layout};
 use super::config::Config;
-use super::Model;
-use super::Network;
+use super::{Architecture, Model, Network};
 use crate::error::{Error, Result};
 use crate::preprocess::{Filter, Preprocessor};
 
@@ -53,7 +52,7 @@ impl ModelSource {
                 let preprocessor =
                     Preprocessor::from_hf_json(EMBEDDED_PREPROCESSOR, config.image_size)?;
                 Ok(Model {
-                    network: Network::load(&checkpoint, config)?,
+                    network: Network::load(&checkpoint, Architecture::Swin(config))?,
                     preprocessor,
                     name: EMBEDDED_NAME.into(),
                 })
@@ -123,15 +122,25 @@ fn load_files(files: &ModelFiles, name: String) -> Result<Model> {
     let timm = json.get("architecture").is_some() || json.get("pretrained_cfg").is_some();
     let (config, default_pre) =
         if timm || (checkpoint.layout() == Layout::Timm && json.get("depths").is_none()) {
-            timm_config(&json, &checkpoint)?
+            let (config, pre) = timm_config(&json, &checkpoint)?;
+            (Architecture::Swin(config), pre)
         } else {
-            let config = Config::from_hf_json(&text)?;
-            let pre = Preprocessor::imagenet(config.image_size);
+            let config = Architecture::from_hf_json(&text)?;
+            let pre = match &config {
+                Architecture::Swin(c) => Preprocessor::imagenet(c.image_size),
+                // ViTImageProcessor's defaults: bilinear, mean and std 0.5.
+                Architecture::ViT(c) => Preprocessor {
+                    filter: Filter::Bilinear,
+                    mean: [0.5; 3],
+                    std: [0.5; 3],
+                    ..Preprocessor::imagenet(c.image_size)
+                },
+            };
             (config, pre)
         };
-    checkpoint.prefix_bare_backbone(config.version.model_type());
+    checkpoint.prefix_bare_backbone(config.model_type());
     let preprocessor = match &files.preprocessor {
-        Some(p) => Preprocessor::from_hf_json(&read_text(p)?, config.image_size)?,
+        Some(p) => Preprocessor::from_hf_json(&read_text(p)?, config.image_size())?,
         None => default_pre,
     };
     Ok(Model {

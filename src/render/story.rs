@@ -249,7 +249,7 @@ impl Story {
         let story = Story::from_model(model, &explained.trace, options)?;
         Ok(match &explained.relevance {
             Some(relevance) => {
-                let class = top_k(&explained.trace.logits, &model.config().labels, usize::MAX)
+                let class = top_k(&explained.trace.logits, model.labels(), usize::MAX)
                     .into_iter()
                     .find(|p| p.index == relevance.target());
                 story.with_relevance(relevance, class)

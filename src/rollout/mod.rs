@@ -105,6 +105,13 @@ impl Rollout {
         let first = trace.blocks.first().ok_or_else(|| {
             Error::InvalidArgument("invalid trace: it holds no blocks to roll out".into())
         })?;
+        if first.geometry.is_global() {
+            return Err(Error::InvalidArgument(
+                "this trace is of global attention (a ViT or DeiT): its rollout, videos and \
+                 figures are not implemented yet; `export` writes its attention without them"
+                    .into(),
+            ));
+        }
         let merges = stage_merges(trace)?;
         let blocks = trace
             .blocks

@@ -9,10 +9,14 @@ use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 use crate::npz::{self, NpyArray, Values};
 
-/// Input pixels per token side assumed when a trace carries no `pixel_values`: every published
-/// Swin (v1 and v2, Hugging Face and timm) embeds 4×4 patches. It only sets the input size that
-/// captions show and the image is resized to.
+/// Input pixels per token side assumed when a window trace carries no `pixel_values`: every
+/// published Swin (v1 and v2, Hugging Face and timm) embeds 4×4 patches. It only sets the input
+/// size that captions show and the image is resized to.
 pub const DEFAULT_PATCH: usize = 4;
+
+/// The same for a global-attention trace (a ViT's): the published ViTs and DeiTs at 224 pixels
+/// embed 16×16 patches.
+pub const DEFAULT_GLOBAL_PATCH: usize = 16;
 
 /// How far a row of attention may sum from 1 (f32 softmax over a few hundred keys is far closer).
 pub const ROW_SUM_TOLERANCE: f64 = 1e-3;
@@ -53,14 +57,16 @@ pub struct TraceArrays {
     /// padded_height, padded_width, window, shift (see [`GEOMETRY_COLUMNS`]).
     pub geometry: NdArray<i64>,
     /// `attn_00`, `attn_01`, …: block k's softmax attention `[windows, heads, M², M²]`, windows
-    /// row-major over the shifted, padded grid.
+    /// row-major over the shifted, padded grid; for global attention (window 0)
+    /// `[1, heads, T, T]` with T = prefix_tokens + H·W, the prefix tokens first, then the
+    /// patches row-major.
     pub attentions: Vec<NdArray<f32>>,
     /// `logits` `[num_labels]` (or `[1, num_labels]`), if known.
     pub logits: Option<NdArray<f32>>,
     /// `pixel_values` `[3, H, W]` (or `[1, 3, H, W]`), the preprocessed input, if known.
     pub pixel_values: Option<NdArray<f32>>,
     /// `prefix_tokens`, an int64 scalar: tokens before the patches in every attention matrix
-    /// (CLS and distillation tokens of a ViT). Window traces have none: 0, or absent.
+    /// (CLS and distillation tokens of a ViT: 1 or 2). Window traces have none: 0, or absent.
     pub prefix_tokens: Option<NdArray<i64>>,
 }
 
@@ -74,8 +80,11 @@ impl Trace {
     /// the renderer rely on.
     ///
     /// Without `pixel_values` the input size is the first stage's grid times
-    /// [`DEFAULT_PATCH`] and [`Trace::pixel_values`] stays empty; without `logits`,
-    /// [`Trace::logits`] is empty.
+    /// [`DEFAULT_PATCH`] ([`DEFAULT_GLOBAL_PATCH`] for global attention) and
+    /// [`Trace::pixel_values`] stays empty; without `logits`, [`Trace::logits`] is empty.
+    ///
+    /// A trace is either a ViT's, every block global (window 0) over `prefix_tokens` and the
+    /// patches, or a Swin's, every block windowed and `prefix_tokens` 0 or absent.
     ///
     /// Attention rows must be probabilities: finite, non-negative, and summing to 1 within
     /// [`ROW_SUM_TOLERANCE`] over all M² keys of the window — padding keys included, since
@@ -91,26 +100,8 @@ impl Trace {
     /// missing or surplus attention array, a shape that disagrees with the geometry, or values
     /// that are not probabilities.
     pub fn from_export(arrays: TraceArrays) -> Result<Trace> {
-        // One value (shape [] or [1]); 0 is the only count a window trace has.
-        if let Some(prefix) = &arrays.prefix_tokens {
-            match prefix.values[..] {
-                [0] => {}
-                [p] => {
-                    return Err(invalid(format!(
-                        "prefix_tokens is {p}: this trace's attention has {p} prefix tokens (a \
-                         ViT's CLS or distillation tokens), which swin-rollout does not read \
-                         yet; it reads window traces, whose prefix_tokens is 0"
-                    )))
-                }
-                _ => {
-                    return Err(invalid(format!(
-                        "prefix_tokens has shape {:?}; it must be one int64 (0 for Swin)",
-                        prefix.shape
-                    )))
-                }
-            }
-        }
-        let geometries = geometries(&arrays.geometry)?;
+        let prefix = prefix_count(arrays.prefix_tokens.as_ref())?;
+        let geometries = geometries(&arrays.geometry, prefix)?;
         if arrays.attentions.len() != geometries.len() {
             let n = geometries.len();
             return Err(invalid(if arrays.attentions.len() < n {
@@ -138,9 +129,15 @@ impl Trace {
             Some(l) => logits(l)?,
             None => Vec::new(),
         };
+        let global = blocks[0].geometry.is_global();
+        let patch = if global {
+            DEFAULT_GLOBAL_PATCH
+        } else {
+            DEFAULT_PATCH
+        };
         let (pixel_values, image_size) = match arrays.pixel_values {
-            Some(p) => pixels(p, (h0, w0))?,
-            None => (Vec::new(), (h0 * DEFAULT_PATCH, w0 * DEFAULT_PATCH)),
+            Some(p) => pixels(p, (h0, w0), global)?,
+            None => (Vec::new(), (h0 * patch, w0 * patch)),
         };
         Ok(Trace {
             pixel_values,
@@ -172,10 +169,15 @@ impl Trace {
             ))
         })?;
         let geometry = int_array(geometry, path)?;
+        let prefix_tokens = reader
+            .read("prefix_tokens")?
+            .map(|a| int_array(a, path))
+            .transpose()?;
+        let prefix = prefix_count(prefix_tokens.as_ref()).map_err(in_file)?;
         // Block k's attention is `attn_{k:02}`; other spellings of the same index (`attn_7`)
         // would be ambiguous, so only that one is read, and a missing one is named.
         // The table first: how many attention arrays there must be follows from it.
-        let blocks = geometries(&geometry).map_err(in_file)?.len();
+        let blocks = geometries(&geometry, prefix).map_err(in_file)?.len();
         let mut attentions = Vec::new();
         for k in 0..blocks {
             let name = attention_name(k);
@@ -200,10 +202,6 @@ impl Trace {
         };
         let logits = optional("logits")?;
         let pixel_values = optional("pixel_values")?;
-        let prefix_tokens = reader
-            .read("prefix_tokens")?
-            .map(|a| int_array(a, path))
-            .transpose()?;
         Trace::from_export(TraceArrays {
             geometry,
             attentions,
@@ -251,8 +249,28 @@ fn invalid(message: String) -> Error {
     Error::InvalidArgument(format!("invalid trace: {message}"))
 }
 
-/// The geometry table as checked [`Geometry`]s.
-fn geometries(table: &NdArray<i64>) -> Result<Vec<Geometry>> {
+/// The value of `prefix_tokens`: one non-negative int64 (shape `[]` or `[1]`), 0 when absent.
+fn prefix_count(array: Option<&NdArray<i64>>) -> Result<usize> {
+    let Some(prefix) = array else {
+        return Ok(0);
+    };
+    match prefix.values[..] {
+        [p] => usize::try_from(p).map_err(|_| {
+            invalid(format!(
+                "prefix_tokens is {p}; it must be 0 (Swin), 1 (a ViT's CLS token) or 2 (CLS and \
+                 distillation tokens of a distilled DeiT)"
+            ))
+        }),
+        _ => Err(invalid(format!(
+            "prefix_tokens has shape {:?}; it must be one int64 (0 for Swin, 1 or 2 for a ViT)",
+            prefix.shape
+        ))),
+    }
+}
+
+/// The geometry table as checked [`Geometry`]s; `prefix` tokens precede the patches of every
+/// global block.
+fn geometries(table: &NdArray<i64>, prefix: usize) -> Result<Vec<Geometry>> {
     let rows = match table.shape.as_slice() {
         [rows, 8] if *rows > 0 && rows * 8 == table.values.len() => *rows,
         shape => {
@@ -282,7 +300,23 @@ fn geometries(table: &NdArray<i64>) -> Result<Vec<Geometry>> {
             padded_width: v[5],
             window: v[6],
             shift: v[7],
+            prefix: if v[6] == 0 { prefix } else { 0 },
         };
+        // Block 0 decides, unless prefix tokens already make it a ViT's.
+        let vit = prefix > 0 || out.first().map_or(g.is_global(), Geometry::is_global);
+        if g.is_global() != vit {
+            return Err(invalid(format!(
+                "geometry row {k} (for {}): window {} in a trace whose {}; a trace is a ViT's \
+                 (every window 0, global attention) or a Swin's (no window 0, prefix_tokens 0)",
+                attention_name(k),
+                g.window,
+                if prefix > 0 {
+                    format!("prefix_tokens is {prefix}")
+                } else {
+                    format!("block 0 has window {}", out.first().map_or(0, |f| f.window))
+                }
+            )));
+        }
         check_geometry(k, &g, out.last())?;
         out.push(g);
     }
@@ -348,6 +382,16 @@ fn block(k: usize, g: Geometry, a: NdArray<f32>) -> Result<BlockTrace> {
         )))
     };
     let area = g.window_area();
+    let windows_of = if g.is_global() {
+        format!("global attention over {} tokens", g.tokens())
+    } else {
+        format!(
+            "{} windows of {}×{} tokens",
+            g.windows(),
+            g.window,
+            g.window
+        )
+    };
     let heads = match a.shape.as_slice() {
         &[windows, heads, rows, cols]
             if windows == g.windows() && rows == area && cols == area && heads > 0 =>
@@ -357,11 +401,8 @@ fn block(k: usize, g: Geometry, a: NdArray<f32>) -> Result<BlockTrace> {
         shape => {
             return bad(format!(
                 "shape {shape:?} disagrees with the geometry, which needs [{}, heads, {area}, \
-                 {area}] ({} windows of {}×{} tokens)",
+                 {area}] ({windows_of})",
                 g.windows(),
-                g.windows(),
-                g.window,
-                g.window
             ))
         }
     };
@@ -420,7 +461,7 @@ fn logits(l: NdArray<f32>) -> Result<Vec<f32>> {
 
 type Pixels = (Vec<f32>, (usize, usize));
 
-fn pixels(p: NdArray<f32>, (h0, w0): (usize, usize)) -> Result<Pixels> {
+fn pixels(p: NdArray<f32>, (h0, w0): (usize, usize), global: bool) -> Result<Pixels> {
     let (h, w) = match p.shape.as_slice() {
         [3, h, w] | [1, 3, h, w] if h * w * 3 == p.values.len() && *h > 0 && *w > 0 => (*h, *w),
         shape => {
@@ -429,9 +470,16 @@ fn pixels(p: NdArray<f32>, (h0, w0): (usize, usize)) -> Result<Pixels> {
             )))
         }
     };
-    // Patch embedding pads the input to a multiple of the patch: some patch p must give
-    // ⌈H/p⌉ × ⌈W/p⌉ = the first stage's grid.
-    let fits = (1..=h).any(|p| h.div_ceil(p) == h0 && w.div_ceil(p) == w0);
+    // Swin's patch embedding pads the input to a multiple of the patch: some patch p must
+    // give ⌈H/p⌉ × ⌈W/p⌉ = the first stage's grid. A ViT's convolution drops the remainder:
+    // ⌊H/p⌋ × ⌊W/p⌋.
+    let fits = (1..=h).any(|p| {
+        if global {
+            h / p == h0 && w / p == w0
+        } else {
+            h.div_ceil(p) == h0 && w.div_ceil(p) == w0
+        }
+    });
     if !fits {
         return Err(invalid(format!(
             "pixel_values is {h}×{w} pixels, which no patch size turns into geometry's first \
