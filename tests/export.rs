@@ -344,7 +344,7 @@ fn relevance_export_matches_pytorch_through_padding_and_clamped_windows() {
 }
 
 #[test]
-fn a_vit_exports_its_global_attention_and_the_trace_reads_back() {
+fn a_vit_exports_its_global_attention_and_rollout_and_the_trace_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("vit.npz");
     let run = |args: &[&str]| {
@@ -364,16 +364,29 @@ fn a_vit_exports_its_global_attention_and_the_trace_reads_back() {
     ]);
     assert!(export.status.success(), "{export:?}");
     let npz = read_npz(&out);
-    let mut expected: Vec<String> = ["pixel_values", "logits", "geometry", "prefix_tokens"]
-        .map(String::from)
-        .to_vec();
-    expected.extend((0..3).map(|k| format!("attn_{k:02}")));
+    let mut expected: Vec<String> = [
+        "pixel_values",
+        "logits",
+        "geometry",
+        "prefix_tokens",
+        "rollout",
+    ]
+    .map(String::from)
+    .to_vec();
+    for k in 0..3 {
+        expected.push(format!("attn_{k:02}"));
+        expected.push(format!("rollout_{k:02}"));
+    }
     expected.sort();
     assert_eq!(npz.keys().cloned().collect::<Vec<_>>(), expected);
     // CLS and distillation tokens first, then the 4×4 patches: T = 18, one "window".
     assert_eq!(npz["prefix_tokens"].i64s(), [2]);
     assert_eq!(npz["attn_01"].shape, [1, 4, 18, 18]);
     assert_eq!(&npz["geometry"].i64s()[8..16], &[0, 1, 4, 4, 4, 4, 0, 0]);
+    // The rollout is the CLS row over the 4×4 patches.
+    assert_eq!(npz["rollout"].shape, [4, 4]);
+    let sum: f32 = npz["rollout"].f32s().iter().sum();
+    assert!((sum - 1.0).abs() < 1e-5, "rollout sums to {sum}");
 
     // The export is a valid trace; what cannot be drawn yet says so in one line.
     let trace = swin_rollout::trace::Trace::load_npz(&out).unwrap();

@@ -546,3 +546,78 @@ fn matches_python_reference_swin224() {
 fn matches_python_reference_swin_pad() {
     check_fixture("swin_pad");
 }
+
+#[test]
+fn a_vit_rollout_is_the_cls_row_of_plain_rollout_over_the_patches() {
+    // CLS plus a 3×4 patch grid, global attention in three blocks of two heads.
+    let (h, w, prefix, heads) = (3, 4, 1, 2);
+    let t = prefix + h * w;
+    let mut seed = 0x9e37_79b9_u64;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as f64 / (1u64 << 31) as f64 * 4.0).exp()
+    };
+    let blocks: Vec<BlockTrace> = (0..3)
+        .map(|k| {
+            let mut attention = Vec::new();
+            for _ in 0..heads * t {
+                let row: Vec<f64> = (0..t).map(|_| next()).collect();
+                let sum: f64 = row.iter().sum();
+                attention.extend(row.iter().map(|v| (v / sum) as f32));
+            }
+            BlockTrace {
+                geometry: Geometry::global(k, h, w, prefix),
+                heads,
+                attention,
+            }
+        })
+        .collect();
+    let trace = Trace {
+        pixel_values: Vec::new(),
+        image_size: (h * 16, w * 16),
+        logits: Vec::new(),
+        blocks,
+    };
+    // Abnar & Zuidema over the whole sequence: mean over heads plus the identity, rows
+    // renormalized, multiplied block by block.
+    let mut r = identity(t);
+    let mut want = Vec::new();
+    for block in &trace.blocks {
+        let mut a = vec![vec![0.0; t]; t];
+        for (q, row) in a.iter_mut().enumerate() {
+            for (k, v) in row.iter_mut().enumerate() {
+                let sum: f64 = (0..heads)
+                    .map(|hd| f64::from(block.attention[(hd * t + q) * t + k]))
+                    .sum();
+                *v = sum / heads as f64 + if q == k { 1.0 } else { 0.0 };
+            }
+            let s: f64 = row.iter().sum();
+            row.iter_mut().for_each(|v| *v /= s);
+        }
+        r = matmul(&a, &r);
+        want.push(r.clone());
+    }
+    // The CLS row over the patches, renormalized to sum 1.
+    let patches = |row: &[f64]| {
+        let s: f64 = row[prefix..].iter().sum();
+        row[prefix..].iter().map(|v| v / s).collect::<Vec<_>>()
+    };
+    let rollout = Rollout::new(&trace, &RolloutOptions::default()).unwrap();
+    assert_eq!(rollout.input_size(), (h, w));
+    for (k, (map, r)) in rollout.pooled_maps().iter().zip(&want).enumerate() {
+        assert_map(
+            map,
+            h,
+            w,
+            &patches(&r[0]),
+            &format!("ViT rollout block {k}"),
+        );
+    }
+    // A patch token's row reads the same way; R itself is over the whole sequence.
+    let token = rollout.token_map(2, 6).unwrap();
+    assert_map(&token, h, w, &patches(&want[2][6]), "ViT token map");
+    assert_close(&rollout.full(2).unwrap(), &want[2].concat(), "ViT R_2");
+    assert!(rollout.pair_maps().is_empty());
+}

@@ -408,12 +408,8 @@ fn export(args: &ExportArgs) -> Result<()> {
     let image = read_input(args.image.as_deref())?;
     let model = args.model.load()?;
     let Explained { trace, relevance } = Explained::from_rgb(&model, &image, &explain)?;
-    // A ViT's trace has no rollout yet: its attention is exported alone.
-    let global = trace.blocks.first().is_some_and(|b| b.geometry.is_global());
-    let rollout = (!global)
-        .then(|| Rollout::new(&trace, &options))
-        .transpose()?;
-    export::write_trace(&args.output, &trace, rollout.as_ref(), relevance.as_ref())?;
+    let rollout = Rollout::new(&trace, &options)?;
+    export::write_trace(&args.output, &trace, Some(&rollout), relevance.as_ref())?;
     println!(
         "wrote {} ({} blocks)",
         args.output.display(),

@@ -77,6 +77,13 @@ impl Story {
     /// [`Error::InvalidArgument`] for a trace the rollout rejects, an empty image, or an image
     /// whose aspect ratio differs from the input's.
     pub fn new(trace: &Trace, image: RgbImage, options: &RolloutOptions) -> Result<Story> {
+        if trace.blocks.first().is_some_and(|b| b.geometry.is_global()) {
+            return Err(Error::InvalidArgument(
+                "this trace is of global attention (a ViT or DeiT): its videos and figures are \
+                 not implemented yet; `export` writes its attention and rollout"
+                    .into(),
+            ));
+        }
         let rollout = Rollout::new(trace, options)?;
         let (ih, iw) = trace.image_size;
         if image.width() == 0 || image.height() == 0 || ih == 0 || iw == 0 {

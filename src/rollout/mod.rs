@@ -105,13 +105,6 @@ impl Rollout {
         let first = trace.blocks.first().ok_or_else(|| {
             Error::InvalidArgument("invalid trace: it holds no blocks to roll out".into())
         })?;
-        if first.geometry.is_global() {
-            return Err(Error::InvalidArgument(
-                "this trace is of global attention (a ViT or DeiT): its rollout, videos and \
-                 figures are not implemented yet; `export` writes its attention without them"
-                    .into(),
-            ));
-        }
         let merges = stage_merges(trace)?;
         let blocks = trace
             .blocks
@@ -146,6 +139,8 @@ impl Rollout {
     }
 
     /// The pooled map after every block: the mean of the rows of R_k, normalized to sum 1.
+    /// For global attention with prefix tokens (a ViT), the CLS row of R_k over the patch
+    /// tokens, renormalized to sum 1 (as vit-explain reads it).
     ///
     /// Computed as vector chains u_kᵀ·Â_k·…·Â₀ (u_k uniform over block k's tokens), all
     /// chains advancing together from the last block down so each matrix is visited once per
@@ -161,7 +156,8 @@ impl Rollout {
     }
 
     /// Row `token` of R_`block`: how token `token` of block `block` (raster index over that
-    /// block's grid) draws on the first stage's tokens. Sums to 1.
+    /// block's grid; for a ViT, over its sequence, prefix tokens first) draws on the first
+    /// stage's tokens (a ViT's patches, renormalized). Sums to 1.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if the block or the token does not exist.
@@ -179,6 +175,9 @@ impl Rollout {
         let mut v = vec![0f64; a.tokens()];
         v[token] = 1.0;
         let v = self.pull_to_input(v, block, false);
+        if self.first.prefix > 0 {
+            return Ok(self.readout(&v));
+        }
         let (h, w) = self.input_size();
         Ok(Map {
             height: h,
@@ -187,10 +186,20 @@ impl Rollout {
         })
     }
 
+    /// A row over the first block's tokens as a map over its grid, normalized to sum 1; for
+    /// global attention the prefix tokens' columns are dropped first.
+    fn readout(&self, v: &[f64]) -> Map {
+        let (h, w) = self.input_size();
+        Map::normalized(h, w, &v[self.first.prefix..])
+    }
+
     /// The pooled map of each (regular, shifted) block pair, blocks 2i and 2i + 1 of a stage,
     /// taken on its own: mean of the rows of Â_{2i+1}·Â_{2i}. A stage's unpaired last block has
     /// none.
     pub fn pair_maps(&self) -> Vec<PairMap> {
+        if self.first.is_global() {
+            return Vec::new();
+        }
         let (h0, w0) = self.input_size();
         (0..self.blocks.len().saturating_sub(1))
             .into_par_iter()
@@ -255,14 +264,20 @@ impl Rollout {
         let mut live: Vec<Vec<f64>> = Vec::with_capacity(self.blocks.len());
         for k in (0..self.blocks.len()).rev() {
             let n = self.blocks[k].tokens();
-            live.push(vec![1.0 / n as f64; n]);
+            // A ViT's map is its CLS token's row; without prefix tokens, the rows' mean.
+            live.push(if self.first.prefix > 0 {
+                let mut cls = vec![0f64; n];
+                cls[0] = 1.0;
+                cls
+            } else {
+                vec![1.0 / n as f64; n]
+            });
             live.par_iter_mut()
                 .for_each(|v| *v = self.step_back(std::mem::take(v), k, naive));
         }
         // `live` was filled from the last block down.
         live.reverse();
-        let (h, w) = self.input_size();
-        live.iter().map(|v| Map::normalized(h, w, v)).collect()
+        live.iter().map(|v| self.readout(v)).collect()
     }
 
     /// vᵀ·Â_k, then ·P if block k starts a stage: from block k's tokens back to the tokens
