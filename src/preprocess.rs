@@ -97,6 +97,9 @@ pub struct Preprocessor {
     /// timm's `crop_pct`: resize so the crop is this share of the shorter side, then
     /// center-crop; `None` resizes straight to `size` (Hugging Face's ViT processor).
     pub crop_pct: Option<f64>,
+    /// Hugging Face's `do_center_crop`: resize straight to this height and width, then take
+    /// the centre `size` (DeiT: 256×256, then 224×224).
+    pub resize_to: Option<(usize, usize)>,
     /// Factor applied to 8-bit values (1/255).
     pub rescale: f32,
     /// Per-channel mean subtracted after rescaling.
@@ -117,6 +120,7 @@ impl Preprocessor {
             size,
             filter: Filter::Bicubic,
             crop_pct: None,
+            resize_to: None,
             rescale: 1.0 / 255.0,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
@@ -128,20 +132,33 @@ impl Preprocessor {
         let raw: HfPreprocessor = serde_json::from_str(text)
             .map_err(|e| Error::Model(format!("preprocessor_config.json is malformed: {e}")))?;
         let mut p = Preprocessor::imagenet(default_size);
-        if let Some(size) = raw.size {
-            p.size = match size {
-                HfSize::Square(n) => (n, n),
-                HfSize::Map {
-                    height: Some(h),
-                    width: Some(w),
-                    ..
-                } => (h, w),
-                HfSize::Map {
-                    shortest_edge: Some(n),
-                    ..
-                } => (n, n),
-                HfSize::Map { .. } => default_size,
-            };
+        let shortest_edge = matches!(
+            raw.size,
+            Some(HfSize::Map {
+                height: None,
+                shortest_edge: Some(_),
+                ..
+            })
+        );
+        if let Some(size) = &raw.size {
+            p.size = size.pair().unwrap_or(default_size);
+        }
+        let crop = raw.crop_size.as_ref().and_then(HfSize::pair);
+        if let (true, Some((ch, cw))) = (raw.do_center_crop.unwrap_or(false), crop) {
+            let (h, w) = p.size;
+            if ch > h || cw > w {
+                return Err(Error::Model(format!(
+                    "preprocessor_config.json: `crop_size` {ch}×{cw} is larger than `size` \
+                     {h}×{w}; the crop must fit in the resized image"
+                )));
+            }
+            if shortest_edge {
+                // Aspect kept, shorter side to `shortest_edge`: timm's crop_pct rule.
+                p.crop_pct = Some(ch.max(cw) as f64 / h as f64);
+            } else {
+                p.resize_to = Some((h, w));
+            }
+            p.size = (ch, cw);
         }
         if let Some(code) = raw.resample {
             p.filter = Filter::from_pil(code)?;
@@ -189,7 +206,17 @@ impl Preprocessor {
     pub fn apply(&self, image: &RgbImage) -> Vec<f32> {
         let (h, w) = self.size;
         let resized = match self.crop_pct {
-            None => resize(image, w, h, self.filter),
+            None => match self.resize_to {
+                None => resize(image, w, h, self.filter),
+                Some((rh, rw)) => {
+                    // transformers' center_crop: the offsets round down.
+                    let (rh, rw) = (rh.max(h), rw.max(w));
+                    let r = resize(image, rw, rh, self.filter);
+                    let (top, left) = ((rh - h) / 2, (rw - w) / 2);
+                    image::imageops::crop_imm(&r, left as u32, top as u32, w as u32, h as u32)
+                        .to_image()
+                }
+            },
             Some(pct) => {
                 // timm: scale the shorter side to size/crop_pct, then take the centre.
                 let target = ((h.max(w) as f64) / pct).floor() as usize;
@@ -372,6 +399,25 @@ enum HfSize {
     },
 }
 
+impl HfSize {
+    /// Height and width, where the entry gives them (a shortest edge stands for a square).
+    fn pair(&self) -> Option<(usize, usize)> {
+        match *self {
+            HfSize::Square(n) => Some((n, n)),
+            HfSize::Map {
+                height: Some(h),
+                width: Some(w),
+                ..
+            } => Some((h, w)),
+            HfSize::Map {
+                shortest_edge: Some(n),
+                ..
+            } => Some((n, n)),
+            HfSize::Map { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct HfPreprocessor {
     do_resize: Option<bool>,
@@ -382,6 +428,8 @@ struct HfPreprocessor {
     do_normalize: Option<bool>,
     image_mean: Option<Vec<f64>>,
     image_std: Option<Vec<f64>>,
+    do_center_crop: Option<bool>,
+    crop_size: Option<HfSize>,
 }
 
 #[cfg(test)]

@@ -388,21 +388,25 @@ fn a_vit_exports_its_global_attention_and_rollout_and_the_trace_reads_back() {
     let sum: f32 = npz["rollout"].f32s().iter().sum();
     assert!((sum - 1.0).abs() < 1e-5, "rollout sums to {sum}");
 
-    // The export is a valid trace; what cannot be drawn yet says so in one line.
+    // The export is a valid trace, and draws as every template's frame does.
     let trace = swin_rollout::trace::Trace::load_npz(&out).unwrap();
     assert_eq!(trace.blocks[2].geometry.prefix, 2);
     assert_eq!(trace.image_size, (32, 32));
-    let png = dir.path().join("vit.png");
-    let still = run(&[
-        "still",
-        "--trace",
-        out.to_str().unwrap(),
-        "-o",
-        png.to_str().unwrap(),
-    ]);
-    assert!(!still.status.success());
-    let err = String::from_utf8_lossy(&still.stderr);
-    assert!(err.contains("global attention (a ViT or DeiT)"), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(!png.exists());
+    for (template, at) in [("stages", "0"), ("explainer", "6")] {
+        let png = dir.path().join(format!("{template}.png"));
+        let still = run(&[
+            "still",
+            "--trace",
+            out.to_str().unwrap(),
+            "--template",
+            template,
+            "--at",
+            at,
+            "-o",
+            png.to_str().unwrap(),
+        ]);
+        assert!(still.status.success(), "{still:?}");
+        let img = image::open(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (1920, 1080), "{template}");
+    }
 }

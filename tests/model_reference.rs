@@ -310,3 +310,34 @@ fn headless_vit_has_no_classifier() {
     let model = Model::load(&ModelSource::Folder(fixture("vit_headless"))).unwrap();
     assert!(!model.has_classifier());
 }
+
+#[test]
+fn deit_preprocessing_resizes_then_centre_crops_as_transformers() {
+    // DeiT's processors resize to `size` and crop `crop_size` (256 → 224 in the checkpoints).
+    for (case, size) in [("square", (32, 32)), ("wide", (32, 36))] {
+        let dir = fixture(&format!("preprocess_deit/{case}"));
+        let text = std::fs::read_to_string(dir.join("preprocessor_config.json")).unwrap();
+        let p = Preprocessor::from_hf_json(&text, (224, 224)).unwrap();
+        assert_eq!(p.size, size, "{case}: the model's input is the crop");
+        let got = p.load(&fixture("../../assets/chelsea.png")).unwrap();
+        let want = candle_core::safetensors::load(dir.join("chelsea.safetensors"), &Device::Cpu)
+            .unwrap()["pixel_values"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(got.len(), want.len());
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-5, "{case}: pixel_values differ by {diff}");
+    }
+    let too_big = r#"{"size": {"height": 20, "width": 20}, "do_center_crop": true,
+                      "crop_size": {"height": 24, "width": 24}}"#;
+    let err = Preprocessor::from_hf_json(too_big, (224, 224))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("crop_size") && err.contains("24×24"), "{err}");
+}

@@ -37,11 +37,14 @@ pub enum Var {
     Windows,
     /// The number of windows with its noun: "1 window", "16 windows".
     WindowCount,
+    /// The prefix tokens before the patches with their noun: "1 prefix token" for a ViT
+    /// (CLS), "2 prefix tokens" for a distilled DeiT.
+    Prefix,
     /// Token rows of the stage.
     Height,
     /// Token columns of the stage.
     Width,
-    /// Tokens of the stage, H·W.
+    /// Tokens of the block: H·W, plus the prefix tokens (CLS, distillation) of a ViT.
     Tokens,
     /// Attention heads of the block.
     Heads,
@@ -84,7 +87,7 @@ pub enum Var {
 
 impl Var {
     /// Every placeholder with its name, in the order error messages list them.
-    pub const ALL: [(Var, &'static str); 35] = [
+    pub const ALL: [(Var, &'static str); 36] = [
         (Var::Model, "model"),
         (Var::Architecture, "architecture"),
         (Var::Label, "label"),
@@ -99,6 +102,7 @@ impl Var {
         (Var::Window, "window"),
         (Var::Windows, "windows"),
         (Var::WindowCount, "window_count"),
+        (Var::Prefix, "prefix_tokens"),
         (Var::Height, "height"),
         (Var::Width, "width"),
         (Var::Tokens, "tokens"),
@@ -166,6 +170,10 @@ pub struct Vars {
     pub window: usize,
     /// See [`Var::Windows`].
     pub windows: usize,
+    /// Prefix tokens (CLS, distillation) before the grid's tokens: 0 for Swin.
+    pub prefix: usize,
+    /// Whether the block attends globally (a ViT's), not in windows.
+    pub global: bool,
     /// See [`Var::Height`].
     pub height: usize,
     /// See [`Var::Width`].
@@ -225,15 +233,23 @@ impl Vars {
                 1 => write!(out, "1 window"),
                 n => write!(out, "{n} windows"),
             },
+            Var::Prefix => match self.prefix {
+                1 => write!(out, "1 prefix token"),
+                n => write!(out, "{n} prefix tokens"),
+            },
             Var::Height => write!(out, "{}", self.height),
             Var::Width => write!(out, "{}", self.width),
-            Var::Tokens => write!(out, "{}", self.height * self.width),
+            Var::Tokens => write!(out, "{}", self.prefix + self.height * self.width),
             Var::Heads => write!(out, "{}", self.heads),
             Var::Attention => write!(
                 out,
                 "{}{}",
                 self.attention_style,
-                if self.shift > 0 { "SW-MSA" } else { "W-MSA" }
+                match (self.global, self.shift > 0) {
+                    (true, _) => "global MSA",
+                    (false, true) => "SW-MSA",
+                    (false, false) => "W-MSA",
+                }
             ),
             Var::Filling => write!(out, "{}", self.filling),
             Var::Query => write!(out, "{}", self.query),

@@ -19,7 +19,7 @@ use super::story::Story;
 use super::template::{During, Mode, Order, Template};
 use super::text::{Style, Typesetter};
 use super::timeline::{Beat, Moment, Timeline};
-use super::windows::window_place;
+use super::windows::window_of;
 use crate::error::{Error, Result};
 
 /// Renders a story with a template, frame by frame.
@@ -235,7 +235,11 @@ impl<'a> Renderer<'a> {
                     (During::Finale, Beat::Finale) => true,
                     _ => false,
                 });
-            if !show || c.explain.is_some_and(|e| e != self.story.explanation) {
+            if !show
+                || c.explain.is_some_and(|e| e != self.story.explanation)
+                || c.attention
+                    .is_some_and(|a| a != self.story.attention_kind())
+            {
                 continue;
             }
             // A caption about the prediction or the model says nothing without them.
@@ -260,7 +264,7 @@ impl<'a> Renderer<'a> {
         let n = self.story.attention[k].tokens();
         if let Some(q) = focus.query {
             let g = &self.story.geometries[k];
-            let (w, _) = window_place(g, q as usize / g.width, q as usize % g.width);
+            let w = window_of(g, q as usize);
             v.filling = w + 1;
             v.query = q as usize;
             v.filled = ((fill * n as f64).round() as usize).clamp(1, n);
@@ -275,7 +279,8 @@ impl<'a> Renderer<'a> {
                 .map_or(0, |&t| t as usize);
             v.filled = if fill > 0.0 { n } else { 0 };
         }
-        v.window_order = focus.order < 0.5;
+        // A global block has one window: window order is token order.
+        v.window_order = focus.order < 0.5 && !v.global;
         v
     }
 }

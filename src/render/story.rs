@@ -11,7 +11,7 @@ use crate::model::{top_k, Model, Prediction};
 use crate::preprocess::{resize, Filter, Preprocessor};
 use crate::relevance::{Relevance, RelevanceMap};
 use crate::render::format::{Var, Vars};
-use crate::render::template::{Mode, Template};
+use crate::render::template::{AttentionKind, Mode, Template};
 use crate::rollout::{Map, PairMap, Rollout, RolloutOptions, SparseAttention};
 use crate::trace::Trace;
 
@@ -77,13 +77,6 @@ impl Story {
     /// [`Error::InvalidArgument`] for a trace the rollout rejects, an empty image, or an image
     /// whose aspect ratio differs from the input's.
     pub fn new(trace: &Trace, image: RgbImage, options: &RolloutOptions) -> Result<Story> {
-        if trace.blocks.first().is_some_and(|b| b.geometry.is_global()) {
-            return Err(Error::InvalidArgument(
-                "this trace is of global attention (a ViT or DeiT): its videos and figures are \
-                 not implemented yet; `export` writes its attention and rollout"
-                    .into(),
-            ));
-        }
         let rollout = Rollout::new(trace, options)?;
         let (ih, iw) = trace.image_size;
         if image.width() == 0 || image.height() == 0 || ih == 0 || iw == 0 {
@@ -394,6 +387,15 @@ impl Story {
         self.prediction.as_ref()
     }
 
+    /// Which attention the trace holds: every block's is of the same kind.
+    pub fn attention_kind(&self) -> AttentionKind {
+        if self.geometries.first().is_some_and(Geometry::is_global) {
+            AttentionKind::Global
+        } else {
+            AttentionKind::Window
+        }
+    }
+
     /// Whether the attention is synthetic (mechanism mode).
     pub fn is_schematic(&self) -> bool {
         self.schematic
@@ -456,6 +458,8 @@ impl Story {
         v.shift = g.shift;
         v.window = g.window;
         v.windows = g.windows();
+        v.prefix = g.prefix;
+        v.global = g.is_global();
         v.height = g.height;
         v.width = g.width;
         v.heads = self.heads.get(k).copied().unwrap_or(0);
@@ -532,10 +536,19 @@ fn stage_maps(rollout: &Rollout, pairs: &[PairMap]) -> Vec<StageMap> {
         if pairs.iter().any(|p| p.blocks.0 == k || p.blocks.1 == k) {
             continue;
         }
-        let n = a.tokens();
-        let v = a.vec_mul(&vec![1.0 / n as f64; n]);
-        let sum: f64 = v.iter().sum();
         let g = a.geometry();
+        let n = a.tokens();
+        // As the rollout reads it: a ViT's CLS row over the patches, else the rows' mean.
+        let start = if g.prefix > 0 {
+            let mut cls = vec![0f64; n];
+            cls[0] = 1.0;
+            cls
+        } else {
+            vec![1.0 / n as f64; n]
+        };
+        let v = a.vec_mul(&start);
+        let v = &v[g.prefix..];
+        let sum: f64 = v.iter().sum();
         out.push(StageMap {
             stage: g.stage,
             blocks: (k, k),

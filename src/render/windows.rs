@@ -41,6 +41,15 @@ fn wrapped(start: usize, len: usize, n: usize, limit: usize) -> Vec<(usize, usiz
 /// The pieces of window `window` on the real (unpadded) grid: one rectangle for an ordinary
 /// window, two or four for a window that the cyclic shift wraps around the border.
 pub fn window_pieces(g: &Geometry, window: usize) -> Vec<TokenRect> {
+    if g.is_global() {
+        // Global attention has one window: the whole grid.
+        return vec![TokenRect {
+            y0: 0,
+            y1: g.height,
+            x0: 0,
+            x1: g.width,
+        }];
+    }
     let m = g.window;
     let across = g.windows_across().max(1);
     let (wr, wc) = (window / across, window % across);
@@ -57,12 +66,24 @@ pub fn window_pieces(g: &Geometry, window: usize) -> Vec<TokenRect> {
 
 /// The window and place (row-major inside the window) holding token `(y, x)`.
 pub fn window_place(g: &Geometry, y: usize, x: usize) -> (usize, usize) {
+    if g.is_global() {
+        return (0, g.prefix + y * g.width + x);
+    }
     let m = g.window;
     // Windows are cut from the grid rolled by −shift: image row y sits at rolled row y − s.
     let ry = (y + g.padded_height - g.shift % g.padded_height) % g.padded_height;
     let rx = (x + g.padded_width - g.shift % g.padded_width) % g.padded_width;
     let window = (ry / m) * g.windows_across() + rx / m;
     (window, (ry % m) * m + rx % m)
+}
+
+/// The window of token `token` of the sequence (raster index over the grid; for global
+/// attention, prefix tokens first, all in its one window).
+pub fn window_of(g: &Geometry, token: usize) -> usize {
+    match g.position(token) {
+        Some((y, x)) if !g.is_global() => window_place(g, y, x).0,
+        _ => 0,
+    }
 }
 
 /// For each token (raster order), its slot when tokens are grouped window by window: windows
@@ -120,6 +141,31 @@ mod tests {
         }
         // The last window wraps on both axes: four pieces.
         assert_eq!(window_pieces(&g, 3).len(), 4);
+    }
+
+    #[test]
+    fn global_attention_has_one_window_of_every_token() {
+        let g = Geometry::global(0, 3, 5, 2);
+        assert_eq!(
+            window_pieces(&g, 0),
+            [TokenRect {
+                y0: 0,
+                y1: 3,
+                x0: 0,
+                x1: 5
+            }]
+        );
+        let image = g.index_image();
+        for y in 0..3 {
+            for x in 0..5 {
+                let (w, p) = window_place(&g, y, x);
+                assert_eq!((w, image[p]), (0, (2 + y * 5 + x) as u32));
+            }
+        }
+        assert!((0..g.tokens()).all(|t| window_of(&g, t) == 0));
+        // Window attention: the window the token's place lies in.
+        let s = Geometry::new(0, 1, 8, 8, 4, 2);
+        assert_eq!(window_of(&s, 3 * 8 + 3), window_place(&s, 3, 3).0);
     }
 
     #[test]

@@ -130,8 +130,10 @@ fn draw_figure(img: &mut RgbImage, ctx: &Ctx, spec: &FigureSpec, story: &Story, 
         v.width = g.width;
         v.window = g.window;
         v.windows = g.windows();
+        v.prefix = g.prefix;
+        v.global = g.is_global();
         v.heads = story.heads.get(first).copied().unwrap_or(0);
-        let tiles = pairs
+        let mut tiles = pairs
             .iter()
             .map(|p| {
                 let mut v = v.clone();
@@ -153,11 +155,17 @@ fn draw_figure(img: &mut RgbImage, ctx: &Ctx, spec: &FigureSpec, story: &Story, 
                     },
                 }
             })
-            .collect();
-        columns.push(Column {
-            header: spec.stage_title.render(&v),
-            tiles,
-        });
+            .collect::<Vec<Tile>>();
+        // A ViT's one stage holds every block: a column of three at most keeps them legible.
+        let per_column = if v.global { 3 } else { tiles.len() };
+        let mut header = spec.stage_title.render(&v);
+        while !tiles.is_empty() {
+            let rest = tiles.split_off(per_column.min(tiles.len()));
+            columns.push(Column {
+                header: std::mem::take(&mut header),
+                tiles: std::mem::replace(&mut tiles, rest),
+            });
+        }
     }
     if let Some(map) = story.pooled.last() {
         columns.push(Column {

@@ -255,6 +255,7 @@ impl Panel for ImagePanel {
     fn draw(&self, f: &mut Frame) {
         let spec = &self.spec;
         let state = Self::state(f);
+        let query = f.focus.query;
         f.title(self.place, &spec.title);
         let (ctx, story, vars, img) = (f.ctx, f.story, f.vars, &mut *f.img);
         let colors = &ctx.template.colors;
@@ -297,6 +298,20 @@ impl Panel for ImagePanel {
                         self.window_lines(img, g, colors.grid, 0.55);
                         for r in &pieces {
                             stroke_rect(img, r.inset(-2), 3, colors.accent, 1.0);
+                        }
+                        // Global attention has one window, the image: mark the query's patch.
+                        if let Some((ty, tx)) = query
+                            .filter(|_| g.is_global())
+                            .and_then(|q| g.position(q as usize))
+                        {
+                            let patch = TokenRect {
+                                y0: ty,
+                                y1: ty + 1,
+                                x0: tx,
+                                x1: tx + 1,
+                            };
+                            let r = self.token_rect(g.stage, &patch);
+                            stroke_rect(img, r.inset(-1), 2, colors.accent, 1.0);
                         }
                     }
                     None => {

@@ -29,7 +29,7 @@ use super::story::Story;
 use super::template::{Order, Template};
 use super::text::{Align, Style, Typesetter};
 use super::timeline::{Beat, Moment};
-use super::windows::window_place;
+use super::windows::window_of;
 use crate::rollout::Map;
 pub use scales::Scales;
 
@@ -131,7 +131,7 @@ impl Focus {
         };
         let query = current_query(story, block, fill);
         let g = &story.geometries[block];
-        let window = query.map(|q| window_place(g, q as usize / g.width, q as usize % g.width).0);
+        let window = query.map(|q| window_of(g, q as usize));
         let order = template.matrix.as_ref().map_or(1.0, |s| match s.order {
             Order::Token => 1.0,
             Order::Window => 0.0,

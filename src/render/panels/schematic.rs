@@ -12,7 +12,7 @@ use crate::render::colormap::{Lut, Norm, Scale};
 use crate::render::template::{ImageSpec, Mode};
 use crate::render::text::{Align, Style};
 use crate::render::timeline::Beat;
-use crate::render::windows::{window_pieces, window_place};
+use crate::render::windows::{window_of, window_pieces, window_place};
 
 /// What the schematic grid shows in a frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -133,7 +133,7 @@ impl Panel for SchematicPanel {
             GridState::Block { query, .. } => query,
             _ => None,
         };
-        let focus = query.map(|q| window_place(g, q as usize / g.width, q as usize % g.width).0);
+        let focus = query.map(|q| window_of(g, q as usize));
         let row = query.and_then(|q| {
             let a = story.attention.get(block)?;
             a.row(q as usize)

@@ -19,9 +19,9 @@ mod spec;
 use std::path::Path;
 
 pub use spec::{
-    Canvas, Caption, ClassesSpec, Colors, During, FigureSpec, Fonts, Formats, ImageSpec,
-    MatrixSpec, MechanismSpec, Mode, Order, OverlaySpec, Paint, RangeMode, ScaleKind, Timing,
-    TrackSpec,
+    AttentionKind, Canvas, Caption, ClassesSpec, Colors, During, FigureSpec, Fonts, Formats,
+    ImageSpec, MatrixSpec, MechanismSpec, Mode, Order, OverlaySpec, Paint, RangeMode, ScaleKind,
+    Timing, TrackSpec,
 };
 
 use super::format::Format;

@@ -132,6 +132,16 @@ pub enum During {
     Finale,
 }
 
+/// Which attention a caption is about: it shows only for a trace of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttentionKind {
+    /// Window attention (Swin, V1 or V2).
+    Window,
+    /// Global attention: every token attends to every token (ViT, DeiT).
+    Global,
+}
+
 /// The matrix panel's value scale, by name (its parameters are the panel's `decades`, `gamma`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -480,6 +490,9 @@ pub struct Caption {
     /// Shown only when the maps show this explanation (`None`: always).
     #[serde(default)]
     pub explain: Option<Explanation>,
+    /// Shown only for a trace of this kind of attention (`None`: always).
+    #[serde(default)]
+    pub attention: Option<AttentionKind>,
 }
 
 impl Caption {
