@@ -356,7 +356,7 @@ fn default_image_size() -> IntOrPair {
 fn default_patch_size() -> IntOrPair {
     IntOrPair::One(4)
 }
-fn default_three() -> usize {
+pub(super) fn default_three() -> usize {
     3
 }
 fn default_embed_dim() -> usize {
@@ -374,10 +374,10 @@ fn default_window() -> usize {
 fn default_mlp_ratio() -> f64 {
     4.0
 }
-fn default_true() -> bool {
+pub(super) fn default_true() -> bool {
     true
 }
-fn default_gelu() -> String {
+pub(super) fn default_gelu() -> String {
     "gelu".into()
 }
 fn default_eps() -> f64 {

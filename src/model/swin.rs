@@ -12,7 +12,8 @@ use super::checkpoint::Checkpoint;
 use super::config::Config;
 use super::kernels::{self, AttentionShape, Dense};
 use super::layers::{
-    layer_norm, linear, merge_children, shift_mask, WindowPartition, TORCH_LAYER_NORM_EPS,
+    fused_qkv, layer_norm, linear, merge_children, shift_mask, WindowPartition,
+    TORCH_LAYER_NORM_EPS,
 };
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
@@ -39,22 +40,7 @@ struct WindowAttention {
 impl WindowAttention {
     fn load(ck: &Checkpoint, c: &Config, prefix: &str, dim: usize, heads: usize) -> Result<Self> {
         let s = format!("{prefix}.attention.self");
-        let parts = ["query", "key", "value"];
-        // One fused projection: a single matrix product instead of three.
-        let weight = parts
-            .iter()
-            .map(|w| ck.get(&format!("{s}.{w}.weight"), &[dim, dim]))
-            .collect::<Result<Vec<_>>>()?;
-        let weight = Tensor::cat(&weight, 0)?;
-        let bias = if c.qkv_bias {
-            let biases = parts
-                .iter()
-                .map(|w| ck.get(&format!("{s}.{w}.bias"), &[dim]))
-                .collect::<Result<Vec<_>>>()?;
-            Some(Tensor::cat(&biases, 0)?)
-        } else {
-            None
-        };
+        let qkv = fused_qkv(ck, &s, dim, c.qkv_bias)?;
         let table_name = format!("{s}.relative_position_bias_table");
         let rows = ck.shape(&table_name).map_or(0, |s| s[0]);
         // The table of a clamped stage may be sized for the configured window or the clamped
@@ -68,7 +54,7 @@ impl WindowAttention {
         let table_side = 2 * table_window - 1;
         let bias_table = ck.get(&table_name, &[table_side * table_side, heads])?;
         Ok(WindowAttention {
-            qkv: Dense::new(&weight, bias.as_ref())?,
+            qkv,
             output: linear(
                 ck,
                 &format!("{prefix}.attention.output.dense"),

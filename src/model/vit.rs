@@ -16,7 +16,7 @@ use super::backbone::Forward;
 use super::checkpoint::Checkpoint;
 use super::gradients::values;
 use super::kernels::{self, AttentionShape, Dense};
-use super::layers::{layer_norm, linear, one_image};
+use super::layers::{fused_qkv, layer_norm, linear, one_image};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 use crate::trace::BlockTrace;
@@ -114,24 +114,9 @@ impl Block {
     fn load(ck: &Checkpoint, c: &ViTConfig, layer: usize) -> Result<Self> {
         let (dim, hidden) = (c.hidden_size, c.intermediate_size);
         let p = format!("{}.encoder.layer.{layer}", c.family.model_type());
-        let parts = ["query", "key", "value"];
-        // One fused projection: a single matrix product instead of three.
-        let weight = parts
-            .iter()
-            .map(|w| ck.get(&format!("{p}.attention.attention.{w}.weight"), &[dim, dim]))
-            .collect::<Result<Vec<_>>>()?;
-        let bias = if c.qkv_bias {
-            let biases = parts
-                .iter()
-                .map(|w| ck.get(&format!("{p}.attention.attention.{w}.bias"), &[dim]))
-                .collect::<Result<Vec<_>>>()?;
-            Some(Tensor::cat(&biases, 0)?)
-        } else {
-            None
-        };
         Ok(Block {
             norm_before: layer_norm(ck, &format!("{p}.layernorm_before"), dim, c.layer_norm_eps)?,
-            qkv: Dense::new(&Tensor::cat(&weight, 0)?, bias.as_ref())?,
+            qkv: fused_qkv(ck, &format!("{p}.attention.attention"), dim, c.qkv_bias)?,
             output: linear(ck, &format!("{p}.attention.output.dense"), dim, dim, true)?,
             norm_after: layer_norm(ck, &format!("{p}.layernorm_after"), dim, c.layer_norm_eps)?,
             fc1: linear(ck, &format!("{p}.intermediate.dense"), dim, hidden, true)?,

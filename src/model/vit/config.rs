@@ -4,7 +4,9 @@
 use candle_nn::Activation;
 use serde::Deserialize;
 
-use super::super::config::{labels_from_map, parse_activation, IntOrPair};
+use super::super::config::{
+    default_gelu, default_three, default_true, labels_from_map, parse_activation, IntOrPair,
+};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 
@@ -169,9 +171,6 @@ fn default_image_size() -> IntOrPair {
 fn default_patch_size() -> IntOrPair {
     IntOrPair::One(16)
 }
-fn default_three() -> usize {
-    3
-}
 fn default_hidden() -> usize {
     768
 }
@@ -180,12 +179,6 @@ fn default_twelve() -> usize {
 }
 fn default_intermediate() -> usize {
     3072
-}
-fn default_true() -> bool {
-    true
-}
-fn default_gelu() -> String {
-    "gelu".into()
 }
 fn default_eps() -> f64 {
     1e-12
