@@ -341,3 +341,29 @@ fn deit_preprocessing_resizes_then_centre_crops_as_transformers() {
         .to_string();
     assert!(err.contains("crop_size") && err.contains("24×24"), "{err}");
 }
+
+#[test]
+fn random_vit_and_deit_checkpoints_load_as_their_architecture() {
+    use swin_rollout::model::{Checkpoint, Family, Network, ViTConfig};
+    for family in [Family::ViT, Family::DeiT] {
+        let config = ViTConfig {
+            family,
+            image_size: (32, 32),
+            patch_size: 8,
+            hidden_size: 16,
+            num_layers: 2,
+            num_heads: 2,
+            intermediate_size: 32,
+            ..ViTConfig::vit_base(3)
+        };
+        let ck = Checkpoint::random_vit(&config, 3).unwrap();
+        let network = Network::load(&ck, config).unwrap();
+        let pixels = Tensor::randn(0f32, 1.0, (1, 3, 32, 32), &Device::Cpu).unwrap();
+        let (logits, blocks) = network.trace(&pixels).unwrap();
+        let prefix = family.prefix_tokens();
+        assert_eq!(blocks.len(), 2, "{family:?}");
+        assert_eq!(blocks[1].geometry.tokens(), prefix + 16, "{family:?}");
+        assert_eq!(logits.len(), 3, "{family:?}");
+        assert!(logits.iter().all(|v| v.is_finite()), "{family:?}");
+    }
+}

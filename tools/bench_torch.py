@@ -1,9 +1,10 @@
 """PyTorch baseline for benches/forward.rs: HF SwinForImageClassification with the
 swin-tiny architecture (random weights), eager and SDPA attention, float32, CPU, batch 1; or,
 with `--model swinv2`, Swinv2ForImageClassification with swinv2-tiny's (window 8, 256×256),
-whose attention has one implementation.
+whose attention has one implementation; or, with `--model vit`, ViTForImageClassification with
+vit-base/16's (224×224, 197 tokens), eager and SDPA.
 
-    python3 tools/bench_torch.py [--model swin|swinv2] [--threads 2] [--runs 30]
+    python3 tools/bench_torch.py [--model swin|swinv2|vit] [--threads 2] [--runs 30]
 
 Prints the median and quartiles of the forward time in milliseconds."""
 import argparse
@@ -12,14 +13,14 @@ import time
 
 import torch
 from transformers import (SwinConfig, SwinForImageClassification, Swinv2Config,
-                          Swinv2ForImageClassification)
+                          Swinv2ForImageClassification, ViTConfig, ViTForImageClassification)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--model", choices=["swin", "swinv2"], default="swin")
+    ap.add_argument("--model", choices=["swin", "swinv2", "vit"], default="swin")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -28,6 +29,10 @@ def main():
     if args.model == "swin":
         config, side = SwinConfig(image_size=224, window_size=7, **tiny), 224
         runs = [(impl, lambda impl=impl: SwinForImageClassification._from_config(
+            config, attn_implementation=impl)) for impl in ["eager", "sdpa"]]
+    elif args.model == "vit":
+        config, side = ViTConfig(num_labels=1000), 224
+        runs = [(impl, lambda impl=impl: ViTForImageClassification._from_config(
             config, attn_implementation=impl)) for impl in ["eager", "sdpa"]]
     else:
         config, side = Swinv2Config(image_size=256, window_size=8, **tiny), 256

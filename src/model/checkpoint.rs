@@ -368,4 +368,62 @@ impl Checkpoint {
         w.linear("classifier", c.num_features(), c.num_labels(), true)?;
         Self::from_tensors(w.tensors, Path::new("<random weights>"))
     }
+
+    /// A checkpoint of random weights for the ViT or DeiT `c` (seeded, reproducible; a
+    /// distilled DeiT gets both heads), for benchmarks and examples.
+    pub fn random_vit(c: &super::ViTConfig, seed: u64) -> Result<Self> {
+        let mut w = RandomWeights {
+            state: seed,
+            tensors: Vec::new(),
+        };
+        let model = c.family.model_type();
+        let (e, p, ch) = (c.hidden_size, c.patch_size, c.num_channels);
+        let embeddings = format!("{model}.embeddings");
+        let proj = format!("{embeddings}.patch_embeddings.projection");
+        w.tensor(format!("{proj}.weight"), &[e, ch, p, p], 0.2, 0.0)?;
+        w.tensor(format!("{proj}.bias"), &[e], 0.1, 0.0)?;
+        w.tensor(format!("{embeddings}.cls_token"), &[1, 1, e], 0.2, 0.0)?;
+        let prefix = c.family.prefix_tokens();
+        if prefix == 2 {
+            w.tensor(
+                format!("{embeddings}.distillation_token"),
+                &[1, 1, e],
+                0.2,
+                0.0,
+            )?;
+        }
+        let (h, wd) = c.token_grid(c.image_size.0, c.image_size.1);
+        let position = format!("{embeddings}.position_embeddings");
+        w.tensor(position, &[1, prefix + h * wd, e], 0.1, 0.0)?;
+        for layer in 0..c.num_layers {
+            let b = format!("{model}.encoder.layer.{layer}");
+            w.norm(&format!("{b}.layernorm_before"), e)?;
+            for which in ["query", "key", "value"] {
+                w.linear(
+                    &format!("{b}.attention.attention.{which}"),
+                    e,
+                    e,
+                    c.qkv_bias,
+                )?;
+            }
+            w.linear(&format!("{b}.attention.output.dense"), e, e, true)?;
+            w.norm(&format!("{b}.layernorm_after"), e)?;
+            w.linear(
+                &format!("{b}.intermediate.dense"),
+                e,
+                c.intermediate_size,
+                true,
+            )?;
+            w.linear(&format!("{b}.output.dense"), c.intermediate_size, e, true)?;
+        }
+        w.norm(&format!("{model}.layernorm"), e)?;
+        let labels = c.labels.len();
+        if prefix == 2 {
+            w.linear("cls_classifier", e, labels, true)?;
+            w.linear("distillation_classifier", e, labels, true)?;
+        } else {
+            w.linear("classifier", e, labels, true)?;
+        }
+        Self::from_tensors(w.tensors, Path::new("<random weights>"))
+    }
 }
