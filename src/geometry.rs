@@ -220,6 +220,19 @@ impl Geometry {
         (patch < self.height * self.width).then(|| (patch / self.width, patch % self.width))
     }
 
+    /// The row vector a pooled map reads from this block's tokens: the CLS token's row where
+    /// there are prefix tokens (a ViT's map), else the mean of every row.
+    pub fn readout_row(&self) -> Vec<f64> {
+        let n = self.tokens();
+        if self.prefix > 0 {
+            let mut cls = vec![0f64; n];
+            cls[0] = 1.0;
+            cls
+        } else {
+            vec![1.0 / n as f64; n]
+        }
+    }
+
     /// Marker for a window place that holds padding instead of a token, in
     /// [`Geometry::index_image`] and [`Geometry::merge_children`].
     ///

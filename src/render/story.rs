@@ -537,16 +537,8 @@ fn stage_maps(rollout: &Rollout, pairs: &[PairMap]) -> Vec<StageMap> {
             continue;
         }
         let g = a.geometry();
-        let n = a.tokens();
         // As the rollout reads it: a ViT's CLS row over the patches, else the rows' mean.
-        let start = if g.prefix > 0 {
-            let mut cls = vec![0f64; n];
-            cls[0] = 1.0;
-            cls
-        } else {
-            vec![1.0 / n as f64; n]
-        };
-        let v = a.vec_mul(&start);
+        let v = a.vec_mul(&g.readout_row());
         let v = &v[g.prefix..];
         let sum: f64 = v.iter().sum();
         out.push(StageMap {

@@ -263,15 +263,7 @@ impl Rollout {
     fn pooled_chains(&self, naive: bool) -> Vec<Map> {
         let mut live: Vec<Vec<f64>> = Vec::with_capacity(self.blocks.len());
         for k in (0..self.blocks.len()).rev() {
-            let n = self.blocks[k].tokens();
-            // A ViT's map is its CLS token's row; without prefix tokens, the rows' mean.
-            live.push(if self.first.prefix > 0 {
-                let mut cls = vec![0f64; n];
-                cls[0] = 1.0;
-                cls
-            } else {
-                vec![1.0 / n as f64; n]
-            });
+            live.push(self.blocks[k].geometry().readout_row());
             live.par_iter_mut()
                 .for_each(|v| *v = self.step_back(std::mem::take(v), k, naive));
         }
