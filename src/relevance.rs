@@ -8,6 +8,9 @@
 //! within a stage, and R ← P·R at every patch merge (P averages each merged token's real
 //! children, as in the rollout). The map after block b is the mean of R_b's rows.
 //!
+//! A ViT or DeiT is the plain-transformer case Chefer et al. wrote the rule for: one window of
+//! the whole sequence, no merges, and the map is R_b's CLS row over the patches.
+//!
 //! Like the rollout, nothing is densified: each map is a vector chain uᵀ(I+Ā_b)(P)…(I+Ā₀).
 //! The chain carries the baseline (what the identities and merges alone give, every Ā = 0)
 //! and the class-specific part separately, in f64, so the part — a few per cent of the map on
@@ -23,12 +26,13 @@ use crate::trace::{AttentionGradients, BlockTrace, Trace};
 /// The relevance map after one block, and its two parts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelevanceMap {
-    /// The mean of R_b's rows over the first stage's grid (baseline + class part), not
-    /// rescaled.
+    /// The readout row of R_b over the first stage's grid (baseline + class part), not
+    /// rescaled: the mean of the rows for Swin, the CLS row over the patches for a ViT.
     pub map: Map,
     /// What the gradient-weighted attention adds: the map minus the baseline.
     pub class_part: Map,
-    /// What the identities and merges alone give (every Ā = 0); sums to 1.
+    /// What the identities and merges alone give (every Ā = 0): sums to 1 for Swin; zero for
+    /// a ViT, whose CLS row of the identity holds only the CLS token itself.
     pub baseline: Map,
 }
 
@@ -157,8 +161,9 @@ impl Relevance {
         // together from the last block down, so every Ā is visited once per level.
         let mut live: Vec<(Vec<f64>, Vec<f64>)> = Vec::with_capacity(self.blocks.len());
         for k in (0..self.blocks.len()).rev() {
-            let n = self.blocks[k].tokens();
-            live.push((vec![1.0 / n as f64; n], vec![0f64; n]));
+            let readout = self.blocks[k].geometry().readout_row();
+            let n = readout.len();
+            live.push((readout, vec![0f64; n]));
             live.par_iter_mut().for_each(|(base, part)| {
                 // (base + part)ᵀ(I + Ā) = base + (part + (base + part)ᵀĀ).
                 let sum: Vec<f64> = base.iter().zip(part.iter()).map(|(b, p)| b + p).collect();
@@ -175,16 +180,21 @@ impl Relevance {
         }
         live.reverse();
         let (h, w) = self.input_size();
+        // A ViT's prefix tokens lead the sequence; the maps cover the patches.
+        let prefix = self.first.prefix;
         let map = |values: Vec<f32>| Map {
             height: h,
             width: w,
             values,
         };
         live.iter()
-            .map(|(base, part)| RelevanceMap {
-                map: map(base.iter().zip(part).map(|(b, p)| (b + p) as f32).collect()),
-                class_part: map(part.iter().map(|&p| p as f32).collect()),
-                baseline: map(base.iter().map(|&b| b as f32).collect()),
+            .map(|(base, part)| {
+                let (base, part) = (&base[prefix..], &part[prefix..]);
+                RelevanceMap {
+                    map: map(base.iter().zip(part).map(|(b, p)| (b + p) as f32).collect()),
+                    class_part: map(part.iter().map(|&p| p as f32).collect()),
+                    baseline: map(base.iter().map(|&b| b as f32).collect()),
+                }
             })
             .collect()
     }

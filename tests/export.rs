@@ -410,3 +410,8 @@ fn a_vit_exports_its_global_attention_and_rollout_and_the_trace_reads_back() {
         assert_eq!((img.width(), img.height()), (1920, 1080), "{template}");
     }
 }
+
+#[test]
+fn vit_relevance_export_matches_pytorch() {
+    check_relevance_export("vit_small", 3);
+}

@@ -49,6 +49,27 @@ fn reference_abar(block: &BlockTrace, grad: &[f32], naive: bool) -> Dense {
     a
 }
 
+/// Ā of a block whose one window holds every token in order (a plain transformer's), dense.
+fn one_window_abar(block: &BlockTrace, grad: &[f32]) -> Dense {
+    let n = block.geometry.window_area();
+    let heads = block.heads;
+    (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| {
+                    (0..heads)
+                        .map(|h| {
+                            let e = (h * n + i) * n + j;
+                            (f64::from(grad[e]) * f64::from(block.attention[e])).max(0.0)
+                        })
+                        .sum::<f64>()
+                        / heads as f64
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn add(a: &Dense, b: &Dense) -> Dense {
     a.iter()
         .zip(b)
@@ -153,25 +174,41 @@ fn one_window_over_all_tokens_is_the_generic_rule_of_a_plain_transformer() {
     let mut r = identity(n);
     for (block, grad) in trace.blocks.iter().zip(&grads.blocks) {
         assert_eq!(block.geometry.windows(), 1);
-        let abar: Dense = (0..n)
-            .map(|i| {
-                (0..n)
-                    .map(|j| {
-                        (0..2)
-                            .map(|h| {
-                                let e = (h * n + i) * n + j;
-                                (f64::from(grad[e]) * f64::from(block.attention[e])).max(0.0)
-                            })
-                            .sum::<f64>()
-                            / 2.0
-                    })
-                    .collect()
-            })
-            .collect();
+        let abar = one_window_abar(block, grad);
         r = add(&r, &matmul(&abar, &r));
     }
     let maps = Relevance::new(&trace, &grads).unwrap().maps();
     assert_close(&maps[2].map.values, &row_mean(&r), "generic rule");
+}
+
+#[test]
+fn a_vit_relevance_is_the_cls_row_of_the_generic_rule_over_the_patches() {
+    // CLS and a distillation token before a 3×4 patch grid, global attention in three blocks:
+    // Chefer et al.'s rule as written for ViT, R ← R + Ā·R over the whole sequence, read at
+    // the CLS row over the patch columns, not rescaled.
+    let (h, w, prefix, heads) = (3, 4, 2, 2);
+    let t = prefix + h * w;
+    let trace = random_global_trace((h, w), prefix, 3, heads, 17);
+    let grads = random_gradients(&trace, 18);
+    let mut r = identity(t);
+    let maps = Relevance::new(&trace, &grads).unwrap().maps();
+    for (k, (block, grad)) in trace.blocks.iter().zip(&grads.blocks).enumerate() {
+        r = add(&r, &matmul(&one_window_abar(block, grad), &r));
+        let m = &maps[k];
+        assert_eq!((m.map.height, m.map.width), (h, w));
+        let what = format!("ViT block {k}");
+        assert_close(&m.map.values, &r[0][prefix..], &format!("{what}: map"));
+        assert_close(
+            &m.class_part.values,
+            &r[0][prefix..],
+            &format!("{what}: class part"),
+        );
+        assert!(
+            m.baseline.values.iter().all(|&v| v == 0.0),
+            "{what}: the CLS row of I holds no patch"
+        );
+    }
+    assert!(maps[2].map.values.iter().any(|&v| v > 0.0));
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! that `tests/fixtures/make_relevance.py` writes: every block's attention gradient, the
 //! relevance map after every block and its class-specific part, the naive (shift-ignoring)
 //! maps, for two classes, through padding, shifts, odd merges, clamped windows and timm names;
-//! and on Swin V2 (`make_relevance_v2.py`, a float64 reference).
+//! on Swin V2 (`make_relevance_v2.py`, a float64 reference); and on ViT and DeiT
+//! (`make_relevance_vit.py`, float64: the plain-transformer rule read at the CLS row).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -82,8 +83,13 @@ fn check(model_dir: &str, reference_dir: &str) {
                 "{model_dir} t{slot} block {k}: class part error {err}"
             );
             let want = values(&r[&format!("baseline_{k:02}")]);
-            let err = relative_error(&m.baseline.values, &want);
-            assert!(err < 1e-6, "{model_dir} block {k}: baseline error {err}");
+            if want.iter().all(|&v| v == 0.0) {
+                // A ViT's: the CLS row of the identity holds no patch.
+                assert!(m.baseline.values.iter().all(|&v| v == 0.0));
+            } else {
+                let err = relative_error(&m.baseline.values, &want);
+                assert!(err < 1e-6, "{model_dir} block {k}: baseline error {err}");
+            }
         }
         if slot == 0 {
             for (k, m) in relevance.naive_maps().iter().enumerate() {
@@ -125,4 +131,19 @@ fn swin_v2_relevance_matches_pytorch() {
 #[test]
 fn swin_v2_relevance_matches_pytorch_through_clamped_logit_scales_padding_and_fixed_windows() {
     check("swinv2_pad", "swinv2_pad");
+}
+
+#[test]
+fn vit_relevance_matches_pytorch() {
+    check("vit_small", "vit_small");
+}
+
+#[test]
+fn distilled_deit_relevance_matches_pytorch_through_both_heads() {
+    check("deit_teacher", "deit_teacher");
+}
+
+#[test]
+fn deit_relevance_matches_pytorch_from_its_cls_head() {
+    check("deit_cls", "deit_cls");
 }

@@ -286,3 +286,31 @@ fn relevance_renders_class_specific_maps_and_the_classes_figure() {
     let classes = still_png(d, "classes.png", &["--template", "classes"]);
     assert_eq!(classes.dimensions(), (1920, 1080));
 }
+
+#[test]
+fn a_vit_explains_its_classes_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = root().join("tests/fixtures/vit_small");
+    let model = model.to_str().unwrap();
+    let at = ["--model", model, "--template", "explainer", "--at", "9"];
+    let rollout = still_png(d, "rollout.png", &at);
+    let top = still_png(
+        d,
+        "top.png",
+        &[&at[..], &["--explain", "relevance"]].concat(),
+    );
+    let other = still_png(
+        d,
+        "other.png",
+        &[&at[..], &["--explain", "relevance", "--class", "class_4"]].concat(),
+    );
+    assert_ne!(rollout, top, "relevance is not the rollout");
+    assert_ne!(top, other, "two classes give different maps");
+    let classes = still_png(
+        d,
+        "classes.png",
+        &["--model", model, "--template", "classes"],
+    );
+    assert_eq!(classes.dimensions(), (1920, 1080));
+}

@@ -2,39 +2,16 @@
 //! them, captions follow the kind of attention, placeholders count the prefix tokens, and the
 //! stage figure's per-block maps are the CLS row of each block's Â over the patches.
 
+mod common;
+
 use sha2::{Digest, Sha256};
 use swin_rollout::render::{still, Renderer, Story, Template};
 use swin_rollout::rng::SplitMix64 as Rng;
 use swin_rollout::{BlockTrace, Geometry, RolloutOptions, Trace};
 
-/// A ViT-like trace: `depth` blocks of global attention over `prefix` tokens and a
-/// `side`×`side` patch grid, two heads, random softmax rows.
+/// A ViT-like trace over a `side`×`side` patch grid, two heads.
 fn global_trace(side: usize, prefix: usize, depth: usize, seed: u64) -> Trace {
-    let mut rng = Rng(seed);
-    let heads = 2;
-    let blocks = (0..depth)
-        .map(|block| {
-            let g = Geometry::global(block, side, side, prefix);
-            let t = g.tokens();
-            let mut attention = Vec::with_capacity(heads * t * t);
-            for _ in 0..heads * t {
-                let row: Vec<f32> = (0..t).map(|_| (3.0 * rng.next_f32()).exp()).collect();
-                let sum: f32 = row.iter().sum();
-                attention.extend(row.iter().map(|v| v / sum));
-            }
-            BlockTrace {
-                geometry: g,
-                heads,
-                attention,
-            }
-        })
-        .collect();
-    Trace {
-        pixel_values: Vec::new(),
-        image_size: (side * 8, side * 8),
-        logits: vec![0.3, 1.5],
-        blocks,
-    }
+    common::random_global_trace((side, side), prefix, depth, 2, seed)
 }
 
 /// A small Swin trace (one stage of two blocks, window 3 over 6×6) to contrast with.

@@ -552,34 +552,7 @@ fn a_vit_rollout_is_the_cls_row_of_plain_rollout_over_the_patches() {
     // CLS plus a 3×4 patch grid, global attention in three blocks of two heads.
     let (h, w, prefix, heads) = (3, 4, 1, 2);
     let t = prefix + h * w;
-    let mut seed = 0x9e37_79b9_u64;
-    let mut next = || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((seed >> 33) as f64 / (1u64 << 31) as f64 * 4.0).exp()
-    };
-    let blocks: Vec<BlockTrace> = (0..3)
-        .map(|k| {
-            let mut attention = Vec::new();
-            for _ in 0..heads * t {
-                let row: Vec<f64> = (0..t).map(|_| next()).collect();
-                let sum: f64 = row.iter().sum();
-                attention.extend(row.iter().map(|v| (v / sum) as f32));
-            }
-            BlockTrace {
-                geometry: Geometry::global(k, h, w, prefix),
-                heads,
-                attention,
-            }
-        })
-        .collect();
-    let trace = Trace {
-        pixel_values: Vec::new(),
-        image_size: (h * 16, w * 16),
-        logits: Vec::new(),
-        blocks,
-    };
+    let trace = random_global_trace((h, w), prefix, 3, heads, 0x9e37_79b9);
     // Abnar & Zuidema over the whole sequence: mean over heads plus the identity, rows
     // renormalized, multiplied block by block.
     let mut r = identity(t);

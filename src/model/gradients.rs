@@ -6,7 +6,7 @@ use candle_core::Tensor;
 use candle_nn::{Activation, LayerNorm};
 use rayon::prelude::*;
 
-use super::kernels::{gelu_backward, layer_norm_backward, with_f32, zeros};
+use super::kernels::{gelu_backward, layer_norm_backward, with_f32, zeros, Dense};
 use super::layers::Head;
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
@@ -75,6 +75,24 @@ pub(super) fn activation_backward(
 
 pub(super) fn values(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// The gradient with respect to `mid` of a pre-norm MLP branch with its residual,
+/// `out = mid + fc2(act(fc1(norm(mid))))`, given ∂/∂out; `hidden` is fc1's saved output.
+pub(super) fn pre_norm_mlp_backward(
+    norm: &LayerNorm,
+    (fc1, fc2): (&Dense, &Dense),
+    activation: Activation,
+    mid: &Tensor,
+    hidden: &Tensor,
+    d_out: &[f32],
+) -> Result<Vec<f32>> {
+    let mut d_hidden = fc2.backward_input(d_out)?;
+    activation_backward(activation, hidden, &mut d_hidden)?;
+    let d_normed = fc1.backward_input(&d_hidden)?;
+    let mut d_mid = norm_backward(norm, mid, &d_normed)?;
+    add_assign(&mut d_mid, d_out);
+    Ok(d_mid)
 }
 
 /// `dx` of a layer norm whose input was `x`, given `dy`.

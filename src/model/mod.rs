@@ -202,10 +202,7 @@ impl Network {
         match self {
             Network::Swin(n) => n.trace_with_gradients(pixels, target),
             Network::SwinV2(n) => n.trace_with_gradients(pixels, target),
-            Network::ViT(_) => Err(Error::InvalidArgument(format!(
-                "class-specific relevance of a {} is not implemented yet; use --explain rollout",
-                self.architecture()
-            ))),
+            Network::ViT(n) => n.trace_with_gradients(pixels, target),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! before the patches, learned position embeddings, pre-norm blocks of multi-head attention over
 //! the whole sequence, the final norm, and the head on the prefix tokens.
 
+mod backward;
 mod config;
 
 pub use config::{Family, ViTConfig};
@@ -127,8 +128,14 @@ impl Block {
         })
     }
 
-    /// `x`: `[B, T, C]` → same shape, and the probabilities `[B, heads, T, T]`.
-    fn forward(&self, x: &Tensor, no_bias: &Tensor) -> Result<(Tensor, Vec<f32>)> {
+    /// `x`: `[B, T, C]` → same shape, the probabilities `[B, heads, T, T]` and, with `keep`,
+    /// what the backward pass reads.
+    fn forward(
+        &self,
+        x: &Tensor,
+        no_bias: &Tensor,
+        keep: bool,
+    ) -> Result<(Tensor, Vec<f32>, Option<BlockSaved>)> {
         let (b, t, _) = x.dims3()?;
         let qkv = self.qkv.forward(&self.norm_before.forward(x)?)?;
         // Global attention is window attention with one window of the whole sequence and no
@@ -151,8 +158,27 @@ impl Block {
             Activation::Gelu => kernels::gelu(&hidden)?,
             other => other.forward(&hidden)?,
         };
-        Ok(((&mid + self.fc2.forward(&y)?)?, probs))
+        let out = (&mid + self.fc2.forward(&y)?)?;
+        let saved = keep.then(|| BlockSaved {
+            input: x.clone(),
+            qkv,
+            mid,
+            hidden,
+        });
+        Ok((out, probs, saved))
     }
+}
+
+/// What a block's backward pass reads from its forward pass (tensors shared, not copied).
+struct BlockSaved {
+    /// The block's input `[1, T, C]`.
+    input: Tensor,
+    /// The fused projection's output `[1, T, 3·C]`.
+    qkv: Tensor,
+    /// The input plus the attention branch `[1, T, C]`.
+    mid: Tensor,
+    /// The MLP's pre-activation `[1, T, hidden]`.
+    hidden: Tensor,
 }
 
 /// The classifier on the prefix tokens: ViT's and DeiT's on CLS, or DeiT-with-teacher's mean of
@@ -225,7 +251,7 @@ impl ViT {
         let prefix = self.config.family.prefix_tokens();
         let mut attentions = Vec::new();
         for (k, block) in self.blocks.iter().enumerate() {
-            let (y, probs) = block.forward(&x, &self.no_bias)?;
+            let (y, probs, _) = block.forward(&x, &self.no_bias, false)?;
             x = y;
             if record {
                 attentions.push(BlockTrace {
@@ -235,16 +261,23 @@ impl ViT {
                 });
             }
         }
-        let x = self.norm.forward(&x)?;
+        Ok(Forward {
+            logits: self.classify(&x)?,
+            attentions,
+        })
+    }
+
+    /// The logits `[B, classes]` of the last block's output `x` `[B, T, C]`.
+    fn classify(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.norm.forward(x)?;
         let token = |i: usize| x.narrow(1, i, 1).and_then(|t| t.squeeze(1));
-        let logits = match &self.classifier {
+        Ok(match &self.classifier {
             Classifier::None => Tensor::zeros((x.dim(0)?, 0), DType::F32, &Device::Cpu)?,
             Classifier::Cls(head) => head.forward(&token(0)?)?,
             Classifier::ClsAndDistillation(cls, distillation) => {
                 ((cls.forward(&token(0)?)? + distillation.forward(&token(1)?)?)? / 2.0)?
             }
-        };
-        Ok(Forward { logits, attentions })
+        })
     }
 
     /// Logits and per-block traces of one image (`[C, H, W]` or `[1, C, H, W]`).

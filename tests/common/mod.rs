@@ -78,6 +78,41 @@ pub fn random_trace(cfg: &Config, seed: u64) -> Trace {
     }
 }
 
+/// A ViT-like trace: `depth` blocks of global attention with `heads` heads over `prefix`
+/// tokens and an `h`×`w` patch grid, random positive softmax rows over the whole sequence.
+pub fn random_global_trace(
+    (h, w): (usize, usize),
+    prefix: usize,
+    depth: usize,
+    heads: usize,
+    seed: u64,
+) -> Trace {
+    let mut rng = Rng(seed);
+    let blocks = (0..depth)
+        .map(|block| {
+            let g = Geometry::global(block, h, w, prefix);
+            let t = g.tokens();
+            let mut attention = Vec::with_capacity(heads * t * t);
+            for _ in 0..heads * t {
+                let row: Vec<f64> = (0..t).map(|_| (4.0 * rng.next_f64()).exp()).collect();
+                let sum: f64 = row.iter().sum();
+                attention.extend(row.iter().map(|v| (v / sum) as f32));
+            }
+            BlockTrace {
+                geometry: g,
+                heads,
+                attention,
+            }
+        })
+        .collect();
+    Trace {
+        pixel_values: Vec::new(),
+        image_size: (h * 8, w * 8),
+        logits: vec![0.3, 1.5],
+        blocks,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The dense reference, in f64, built from first principles
 

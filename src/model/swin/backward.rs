@@ -10,7 +10,7 @@ use super::{Block, BlockSaved, PatchMerging};
 use crate::error::Result;
 use crate::geometry::Geometry;
 use crate::model::gradients::{
-    activation_backward, add_assign, gather_rows, norm_backward, scatter_rows,
+    add_assign, gather_rows, norm_backward, pre_norm_mlp_backward, scatter_rows,
 };
 use crate::model::kernels::{window_attention_backward, with_f32, AttentionShape};
 use crate::trace::BlockTrace;
@@ -26,12 +26,14 @@ impl Block {
         input_gradient: bool,
     ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
         let g = &trace.geometry;
-        // MLP branch: out = mid + fc2(act(fc1(norm_after(mid)))).
-        let mut d_hidden = self.fc2.backward_input(d_out)?;
-        activation_backward(self.activation, &saved.hidden, &mut d_hidden)?;
-        let d_normed = self.fc1.backward_input(&d_hidden)?;
-        let mut d_mid = norm_backward(&self.norm_after, &saved.mid, &d_normed)?;
-        add_assign(&mut d_mid, d_out);
+        let d_mid = pre_norm_mlp_backward(
+            &self.norm_after,
+            (&self.fc1, &self.fc2),
+            self.activation,
+            &saved.mid,
+            &saved.hidden,
+            d_out,
+        )?;
 
         // Attention branch: mid = input + unpartition(output(attention(qkv(partition(norm))))).
         let c = d_mid.len() / g.tokens().max(1);
