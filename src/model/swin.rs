@@ -183,8 +183,7 @@ impl WindowBlock for Block {
             Activation::Gelu => kernels::gelu(&hidden)?,
             other => other.forward(&hidden)?,
         };
-        let y = self.fc2.forward(&y)?;
-        let out = (&mid + y)?;
+        let out = self.fc2.forward_residual(&y, &mid)?;
         let saved = save.then(|| BlockSaved {
             input: x.clone(),
             qkv,

@@ -152,13 +152,13 @@ impl Block {
                 head_dim: self.head_dim,
             },
         )?;
-        let mid = (x + self.output.forward(&attended)?)?;
+        let mid = self.output.forward_residual(&attended, x)?;
         let hidden = self.fc1.forward(&self.norm_after.forward(&mid)?)?;
         let y = match self.activation {
             Activation::Gelu => kernels::gelu(&hidden)?,
             other => other.forward(&hidden)?,
         };
-        let out = (&mid + self.fc2.forward(&y)?)?;
+        let out = self.fc2.forward_residual(&y, &mid)?;
         let saved = keep.then(|| BlockSaved {
             input: x.clone(),
             qkv,

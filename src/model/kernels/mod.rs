@@ -76,6 +76,26 @@ pub(crate) fn filled(len: usize, pattern: &[f32]) -> Vec<f32> {
     out
 }
 
+/// `residual + bias` row by row (`bias` repeating every `bias.len()` values), written by all
+/// threads.
+fn seeded(residual: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let bias = bias.filter(|b| !b.is_empty()).unwrap_or(&[0.0]);
+    // Whole rows per task, so every chunk starts at the bias's first value.
+    let chunk = bias.len() * (16 * 1024 / bias.len()).max(1);
+    let mut out = Vec::with_capacity(residual.len());
+    out.spare_capacity_mut()
+        .par_chunks_mut(chunk)
+        .zip(residual.par_chunks(chunk))
+        .for_each(|(dst, src)| {
+            for ((d, &r), &b) in dst.iter_mut().zip(src).zip(bias.iter().cycle()) {
+                d.write(r + b);
+            }
+        });
+    // SAFETY: every one of the `residual.len()` slots was written above.
+    unsafe { out.set_len(residual.len()) };
+    out
+}
+
 /// `len` zeros, written by all threads (see [`filled`]).
 pub(crate) fn zeros(len: usize) -> Vec<f32> {
     filled(len, &[0.0])
@@ -233,6 +253,16 @@ impl Dense {
 
     /// `[…, in]` → `[…, out]`.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_seeded(x, None)
+    }
+
+    /// `residual + layer(x)`, the residual seeding the product's output as the bias does, so a
+    /// block's skip connection costs no pass of its own; `residual` has the output's shape.
+    pub(crate) fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.forward_seeded(x, Some(residual))
+    }
+
+    fn forward_seeded(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
         let (k, o) = (self.inputs, self.outputs);
         let mut dims = x.dims().to_vec();
         if dims.last() != Some(&k) {
@@ -242,10 +272,21 @@ impl Dense {
         }
         let rows = x.elem_count() / k.max(1);
         let x = x.contiguous()?;
-        let mut y = match &self.bias {
-            Some(b) => filled(rows * o, b),
-            None => zeros(rows * o),
+        let mut y = match (&self.bias, residual) {
+            (_, Some(r)) => {
+                if r.elem_count() != rows * o {
+                    return Err(Error::Model(format!(
+                        "a residual of shape {:?} for a layer output of {rows}×{o}",
+                        r.dims()
+                    )));
+                }
+                let r = r.contiguous()?;
+                with_f32(&r, |r| Ok(seeded(r, self.bias.as_deref())))?
+            }
+            (Some(b), None) => filled(rows * o, b),
+            (None, None) => zeros(rows * o),
         };
+        let read_seed = self.bias.is_some() || residual.is_some();
         let threads = rayon::current_num_threads();
         let parallelism = if threads > 1 {
             gemm::Parallelism::Rayon(threads)
@@ -264,7 +305,7 @@ impl Dense {
                     y.as_mut_ptr(),
                     o as isize,
                     1,
-                    self.bias.is_some(),
+                    read_seed,
                     self.weight_t.as_ptr(),
                     o as isize,
                     1,
@@ -348,29 +389,67 @@ pub(crate) fn window_attention(
                     Some(m) => m.len() / (n * n),
                     None => 1,
                 };
-                out.par_chunks_mut(n * c)
-                    .zip(probs.par_chunks_mut(heads * n * n))
-                    .zip(qkv.par_chunks(n * 3 * c))
+                let window_mask = |w: usize| {
+                    mask.map(|m| {
+                        let i = w % mask_windows;
+                        &m[i * n * n..(i + 1) * n * n]
+                    })
+                };
+                if windows >= 2 * rayon::current_num_threads() {
+                    out.par_chunks_mut(n * c)
+                        .zip(probs.par_chunks_mut(heads * n * n))
+                        .zip(qkv.par_chunks(n * 3 * c))
+                        .enumerate()
+                        .for_each_init(
+                            || Scratch::new(s),
+                            |scratch, (w, ((out, probs), qkv))| {
+                                attend_window(Window {
+                                    qkv,
+                                    bias,
+                                    mask: window_mask(w),
+                                    scale: &scale,
+                                    out,
+                                    probs,
+                                    shape: s,
+                                    scratch,
+                                })
+                            },
+                        );
+                    return Ok(());
+                }
+                // Too few windows to keep every thread busy (a ViT has one): one task per
+                // head instead, each writing its own [n, d] block, interleaved afterwards.
+                // The arithmetic is the same, so are the bits.
+                let mut heads_out = zeros(windows * heads * n * d);
+                heads_out
+                    .par_chunks_mut(n * d)
+                    .zip(probs.par_chunks_mut(n * n))
                     .enumerate()
                     .for_each_init(
                         || Scratch::new(s),
-                        |scratch, (w, ((out, probs), qkv))| {
-                            let mask = mask.map(|m| {
-                                let i = w % mask_windows;
-                                &m[i * n * n..(i + 1) * n * n]
-                            });
-                            attend_window(Window {
-                                qkv,
-                                bias,
-                                mask,
-                                scale: &scale,
+                        |scratch, (wh, (out, probs))| {
+                            let (w, h) = (wh / heads, wh % heads);
+                            attend_head(AttendHead {
+                                qkv: &qkv[w * n * 3 * c..(w + 1) * n * 3 * c],
+                                bias: &bias[h * n * n..(h + 1) * n * n],
+                                mask: window_mask(w),
+                                scale: scale[h],
+                                head: h,
                                 out,
+                                out_row: (d, 0),
                                 probs,
                                 shape: s,
                                 scratch,
                             })
                         },
                     );
+                out.par_chunks_mut(c).enumerate().for_each(|(r, row)| {
+                    let (w, i) = (r / n, r % n);
+                    for (h, dst) in row.chunks_mut(d.max(1)).enumerate() {
+                        let at = ((w * heads + h) * n + i) * d;
+                        dst.copy_from_slice(&heads_out[at..at + d]);
+                    }
+                });
                 Ok(())
             };
             match &mask {
@@ -445,6 +524,58 @@ fn attend_window_inline(window: Window<'_>) {
         scale,
         out,
         probs,
+        shape,
+        scratch,
+    } = window;
+    let AttentionShape {
+        tokens: n,
+        heads,
+        head_dim: d,
+        ..
+    } = shape;
+    for h in 0..heads {
+        attend_head_inline(AttendHead {
+            qkv,
+            bias: &bias[h * n * n..(h + 1) * n * n],
+            mask,
+            scale: scale[h],
+            head: h,
+            out,
+            out_row: (heads * d, h * d),
+            probs: &mut probs[h * n * n..(h + 1) * n * n],
+            shape,
+            scratch,
+        });
+    }
+}
+
+/// One head of one window: `qkv` `[n, 3, heads, d]` (the window's), `bias` and `probs` the
+/// head's `[n, n]`; query `i`'s output goes to `out[i·stride + offset..][..d]` with
+/// `out_row = (stride, offset)`: the window's `[n, heads·d]` rows, or a head's own `[n, d]`.
+struct AttendHead<'a> {
+    qkv: &'a [f32],
+    bias: &'a [f32],
+    mask: Option<&'a [f32]>,
+    scale: f32,
+    head: usize,
+    out: &'a mut [f32],
+    out_row: (usize, usize),
+    probs: &'a mut [f32],
+    shape: AttentionShape,
+    scratch: &'a mut Scratch,
+}
+
+#[inline(always)]
+fn attend_head_inline(job: AttendHead<'_>) {
+    let AttendHead {
+        qkv,
+        bias,
+        mask,
+        scale,
+        head: h,
+        out,
+        out_row: (stride, offset),
+        probs,
         shape:
             AttentionShape {
                 tokens: n,
@@ -453,72 +584,67 @@ fn attend_window_inline(window: Window<'_>) {
                 ..
             },
         scratch: Scratch { q, kt, v, row },
-    } = window;
+    } = job;
     let c = heads * d;
     let np = n.div_ceil(LANES) * LANES;
     let dp = d.div_ceil(LANES) * LANES;
-    for h in 0..heads {
-        let scale = scale[h];
-        for t in 0..n {
-            let src = &qkv[t * 3 * c..(t + 1) * 3 * c];
-            let (qr, kr, vr) = (
-                &src[h * d..(h + 1) * d],
-                &src[c + h * d..c + (h + 1) * d],
-                &src[2 * c + h * d..2 * c + (h + 1) * d],
-            );
-            for (dst, &x) in q[t * d..(t + 1) * d].iter_mut().zip(qr) {
-                *dst = x * scale;
-            }
-            for (i, &x) in kr.iter().enumerate() {
-                kt[i * np + t] = x;
-            }
-            v[t * dp..t * dp + d].copy_from_slice(vr);
+    for t in 0..n {
+        let src = &qkv[t * 3 * c..(t + 1) * 3 * c];
+        let (qr, kr, vr) = (
+            &src[h * d..(h + 1) * d],
+            &src[c + h * d..c + (h + 1) * d],
+            &src[2 * c + h * d..2 * c + (h + 1) * d],
+        );
+        for (dst, &x) in q[t * d..(t + 1) * d].iter_mut().zip(qr) {
+            *dst = x * scale;
         }
-        let probs = &mut probs[h * n * n..(h + 1) * n * n];
-        let bias = &bias[h * n * n..(h + 1) * n * n];
-        for i in 0..n {
-            let qi = &q[i * d..(i + 1) * d];
-            // Scores in the reference's order: q·k (summed over channels in order), + bias,
-            // + mask.
-            for (chunk, out) in row.chunks_exact_mut(LANES).enumerate() {
-                let mut acc = [0f32; LANES];
-                for (k, &qk) in qi.iter().enumerate() {
-                    let kr = &kt[k * np + chunk * LANES..k * np + (chunk + 1) * LANES];
-                    for (a, &kv) in acc.iter_mut().zip(kr) {
-                        *a += qk * kv;
-                    }
-                }
-                out.copy_from_slice(&acc);
-            }
-            let p = &mut probs[i * n..(i + 1) * n];
-            for ((pj, &sj), &bj) in p.iter_mut().zip(row.iter()).zip(&bias[i * n..(i + 1) * n]) {
-                *pj = sj + bj;
-            }
-            if let Some(m) = mask {
-                for (pj, &mj) in p.iter_mut().zip(&m[i * n..(i + 1) * n]) {
-                    *pj += mj;
+        for (i, &x) in kr.iter().enumerate() {
+            kt[i * np + t] = x;
+        }
+        v[t * dp..t * dp + d].copy_from_slice(vr);
+    }
+    for i in 0..n {
+        let qi = &q[i * d..(i + 1) * d];
+        // Scores in the reference's order: q·k (summed over channels in order), + bias,
+        // + mask.
+        for (chunk, out) in row.chunks_exact_mut(LANES).enumerate() {
+            let mut acc = [0f32; LANES];
+            for (k, &qk) in qi.iter().enumerate() {
+                let kr = &kt[k * np + chunk * LANES..k * np + (chunk + 1) * LANES];
+                for (a, &kv) in acc.iter_mut().zip(kr) {
+                    *a += qk * kv;
                 }
             }
-            let max = p.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            for pj in p.iter_mut() {
-                *pj = exp(*pj - max);
+            out.copy_from_slice(&acc);
+        }
+        let p = &mut probs[i * n..(i + 1) * n];
+        for ((pj, &sj), &bj) in p.iter_mut().zip(row.iter()).zip(&bias[i * n..(i + 1) * n]) {
+            *pj = sj + bj;
+        }
+        if let Some(m) = mask {
+            for (pj, &mj) in p.iter_mut().zip(&m[i * n..(i + 1) * n]) {
+                *pj += mj;
             }
-            let sum: f32 = p.iter().sum();
-            let inv = 1.0 / sum;
-            for pj in p.iter_mut() {
-                *pj *= inv;
-            }
-            let o = &mut out[i * c + h * d..i * c + (h + 1) * d];
-            for (chunk, o) in o.chunks_mut(LANES).enumerate() {
-                let mut acc = [0f32; LANES];
-                for (j, &pj) in p.iter().enumerate() {
-                    let vr = &v[j * dp + chunk * LANES..j * dp + (chunk + 1) * LANES];
-                    for (a, &vv) in acc.iter_mut().zip(vr) {
-                        *a += pj * vv;
-                    }
+        }
+        let max = p.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        for pj in p.iter_mut() {
+            *pj = exp(*pj - max);
+        }
+        let sum: f32 = p.iter().sum();
+        let inv = 1.0 / sum;
+        for pj in p.iter_mut() {
+            *pj *= inv;
+        }
+        let o = &mut out[i * stride + offset..i * stride + offset + d];
+        for (chunk, o) in o.chunks_mut(LANES).enumerate() {
+            let mut acc = [0f32; LANES];
+            for (j, &pj) in p.iter().enumerate() {
+                let vr = &v[j * dp + chunk * LANES..j * dp + (chunk + 1) * LANES];
+                for (a, &vv) in acc.iter_mut().zip(vr) {
+                    *a += pj * vv;
                 }
-                o.copy_from_slice(&acc[..o.len()]);
             }
+            o.copy_from_slice(&acc[..o.len()]);
         }
     }
 }
@@ -527,6 +653,7 @@ fn attend_window_inline(window: Window<'_>) {
 const LANES: usize = 16;
 
 simd_dispatch!(attend_window => attend_window_inline(window: Window<'_>));
+simd_dispatch!(attend_head => attend_head_inline(job: AttendHead<'_>));
 
 #[cfg(test)]
 mod tests {
@@ -581,5 +708,42 @@ mod tests {
             }
         }
         sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    /// A window at a time (many windows for the threads) or a head at a time (too few): the
+    /// same probabilities and outputs to the bit, with and without a shift mask.
+    #[test]
+    fn window_and_head_tasks_give_the_same_bits() {
+        let s = AttentionShape {
+            windows: 3,
+            tokens: 10,
+            heads: 2,
+            head_dim: 5,
+        };
+        let (n, c) = (s.tokens, s.heads * s.head_dim);
+        let mut rng = crate::rng::SplitMix64(5);
+        let mut random =
+            |len: usize| -> Vec<f32> { (0..len).map(|_| rng.next_f32() * 4.0 - 2.0).collect() };
+        let cpu = &Device::Cpu;
+        let qkv = Tensor::from_vec(random(s.windows * n * 3 * c), (s.windows, n, 3 * c), cpu);
+        let bias = Tensor::from_vec(random(s.heads * n * n), (s.heads, n, n), cpu);
+        let mask = Tensor::from_vec(random(n * n), (1, n, n), cpu).unwrap();
+        let (qkv, bias) = (qkv.unwrap(), bias.unwrap());
+        for mask in [None, Some(&mask)] {
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let (out, probs) = pool
+                    .install(|| window_attention(&qkv, &bias, mask, None, s))
+                    .unwrap();
+                (out.flatten_all().unwrap().to_vec1::<f32>().unwrap(), probs)
+            };
+            // 1 thread: 3 windows ≥ 2 tasks, window by window; 4 threads: head by head.
+            let (by_window, by_head) = (run(1), run(4));
+            assert!(by_window.1.iter().all(|p| p.is_finite()));
+            assert_eq!(by_window, by_head);
+        }
     }
 }
