@@ -304,6 +304,47 @@ fn distilled_deit_with_teacher_and_cls_head_match_transformers() {
     );
 }
 
+/// timm's `VisionTransformer` and `VisionTransformerDistilled` with the Hugging Face fixtures'
+/// weights, as `save_for_hf` writes them (`make_vit_timm.py`): the same numbers, the
+/// architecture read off the weights and `model_args`, the labels from `label_names`.
+#[test]
+fn timm_vit_and_distilled_deit_give_the_same_models() {
+    for (timm, hf, family) in [
+        ("vit_small_timm", "vit_small", "ViT"),
+        ("deit_teacher_timm", "deit_teacher", "DeiT"),
+    ] {
+        check(timm, hf);
+        let t = Model::load(&ModelSource::Folder(fixture(timm))).unwrap();
+        let h = Model::load(&ModelSource::Folder(fixture(hf))).unwrap();
+        assert_eq!(t.network.architecture(), family);
+        assert_eq!(t.labels(), h.labels());
+        // timm's eval transform: bicubic, crop_pct 0.9, mean and std 0.5 as its config says.
+        assert_eq!(t.preprocessor.crop_pct, Some(0.9));
+        assert_eq!(t.preprocessor.mean, [0.5; 3]);
+    }
+}
+
+/// A timm ViT whose head differs from the CLS token's (average pooling) is one line naming
+/// the feature, not wrong numbers.
+#[test]
+fn a_timm_vit_with_average_pooling_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("vit_small_timm");
+    std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
+    let mut tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let norm = tensors["norm.weight"].clone();
+    tensors.insert("fc_norm.weight".into(), norm);
+    candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
+    let err = Model::load(&ModelSource::Folder(dir.path().to_path_buf()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("average pooling") && err.contains("CLS token") && !err.contains('\n'),
+        "{err}"
+    );
+}
+
 #[test]
 fn headless_vit_has_no_classifier() {
     check("vit_headless", "vit_headless");

@@ -147,3 +147,9 @@ fn distilled_deit_relevance_matches_pytorch_through_both_heads() {
 fn deit_relevance_matches_pytorch_from_its_cls_head() {
     check("deit_cls", "deit_cls");
 }
+
+#[test]
+fn vit_and_deit_relevance_match_pytorch_from_timm_names() {
+    check("vit_small_timm", "vit_small");
+    check("deit_teacher_timm", "deit_teacher");
+}

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
+use super::timm;
 use crate::error::{Error, Result};
 
 /// How the tensors of a checkpoint are named.
@@ -69,6 +70,19 @@ impl Checkpoint {
         let old_timm = raw
             .iter()
             .any(|(n, _)| n.starts_with("layers.0.downsample."));
+        // A timm ViT or DeiT has a CLS token at the top level; its backbone prefix follows
+        // transformers' (a distilled DeiT is "deit", every other "vit").
+        let vit =
+            (layout == Layout::Timm && raw.iter().any(|(n, _)| n == "cls_token")).then(|| {
+                if raw.iter().any(|(n, _)| n == "dist_token") {
+                    "deit"
+                } else {
+                    "vit"
+                }
+            });
+        if vit.is_some() {
+            timm::check_vit_supported(raw.iter().map(|(n, _)| n.as_str()), file)?;
+        }
         for (name, tensor) in raw {
             let tensor = match tensor.dtype() {
                 DType::F32 | DType::F16 | DType::BF16 | DType::F64 => {
@@ -82,7 +96,11 @@ impl Checkpoint {
                     tensors.insert(name, tensor);
                 }
                 Layout::Timm => {
-                    for (name, tensor) in timm_to_hf(&name, tensor, old_timm)? {
+                    let renamed = match vit {
+                        Some(model) => timm::vit_to_hf(&name, tensor, model)?,
+                        None => timm::swin_to_hf(&name, tensor, old_timm)?,
+                    };
+                    for (name, tensor) in renamed {
                         tensors.insert(name, tensor);
                     }
                 }
@@ -119,7 +137,7 @@ impl Checkpoint {
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let tensor = self.tensors.get(name).ok_or_else(|| {
             Error::Model(format!(
-                "{}: tensor `{name}` is missing; is this a Swin image-classification checkpoint matching its config.json?",
+                "{}: tensor `{name}` is missing; is this an image-classification checkpoint matching its config.json?",
                 self.file.display()
             ))
         })?;
@@ -180,89 +198,6 @@ fn corrupt(file: &Path, e: &candle_core::Error) -> Error {
         file.display(),
         text.lines().next().unwrap_or(&text)
     ))
-}
-
-/// Renames one timm tensor to its Hugging Face name(s); the fused q|k|v splits into three.
-fn timm_to_hf(name: &str, tensor: Tensor, old_layout: bool) -> Result<Vec<(String, Tensor)>> {
-    const E: &str = "swin.encoder.layers";
-    let simple = |n: String| Ok(vec![(n, tensor.clone())]);
-    if let Some(rest) = name.strip_prefix("patch_embed.proj.") {
-        return simple(format!(
-            "swin.embeddings.patch_embeddings.projection.{rest}"
-        ));
-    }
-    if let Some(rest) = name.strip_prefix("patch_embed.norm.") {
-        return simple(format!("swin.embeddings.norm.{rest}"));
-    }
-    if name == "absolute_pos_embed" {
-        return simple("swin.embeddings.position_embeddings".into());
-    }
-    if let Some(rest) = name.strip_prefix("norm.") {
-        return simple(format!("swin.layernorm.{rest}"));
-    }
-    if let Some(rest) = name
-        .strip_prefix("head.fc.")
-        .or_else(|| name.strip_prefix("head."))
-    {
-        return simple(format!("classifier.{rest}"));
-    }
-    let Some(rest) = name.strip_prefix("layers.") else {
-        return Ok(vec![]);
-    };
-    let Some((stage, rest)) = rest.split_once('.') else {
-        return Ok(vec![]);
-    };
-    let Ok(stage) = stage.parse::<usize>() else {
-        return Ok(vec![]);
-    };
-    if let Some(rest) = rest.strip_prefix("downsample.") {
-        // timm ≥ 0.9 merges at the start of stages 1..; HF (and old timm) at the end of 0..
-        let owner = if old_layout {
-            stage
-        } else {
-            stage.saturating_sub(1)
-        };
-        return simple(format!("{E}.{owner}.downsample.{rest}"));
-    }
-    let Some(rest) = rest.strip_prefix("blocks.") else {
-        return Ok(vec![]);
-    };
-    let Some((block, part)) = rest.split_once('.') else {
-        return Ok(vec![]);
-    };
-    let prefix = format!("{E}.{stage}.blocks.{block}");
-    let renamed = match part {
-        p if p.starts_with("norm1.") => format!("{prefix}.layernorm_before.{}", &p[6..]),
-        p if p.starts_with("norm2.") => format!("{prefix}.layernorm_after.{}", &p[6..]),
-        p if p.starts_with("attn.proj.") => format!("{prefix}.attention.output.dense.{}", &p[10..]),
-        p if p.starts_with("mlp.fc1.") => format!("{prefix}.intermediate.dense.{}", &p[8..]),
-        p if p.starts_with("mlp.fc2.") => format!("{prefix}.output.dense.{}", &p[8..]),
-        "attn.relative_position_bias_table" => {
-            format!("{prefix}.attention.self.relative_position_bias_table")
-        }
-        p if p.starts_with("attn.qkv.") => {
-            let suffix = &p[9..];
-            let rows = tensor.dim(0)?;
-            if rows % 3 != 0 {
-                return Err(Error::Model(format!(
-                    "tensor `{name}` has {rows} rows, not a fused q|k|v (a multiple of 3)"
-                )));
-            }
-            let third = rows / 3;
-            return ["query", "key", "value"]
-                .iter()
-                .enumerate()
-                .map(|(i, which)| -> Result<(String, Tensor)> {
-                    Ok((
-                        format!("{prefix}.attention.self.{which}.{suffix}"),
-                        tensor.narrow(0, i * third, third)?,
-                    ))
-                })
-                .collect::<Result<Vec<_>>>();
-        }
-        _ => return Ok(vec![]),
-    };
-    simple(renamed)
 }
 
 /// Seeded random tensors under Hugging Face names.

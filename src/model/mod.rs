@@ -11,6 +11,7 @@ mod layers;
 mod source;
 mod swin;
 mod swinv2;
+mod timm;
 mod vit;
 
 pub use backbone::Forward;

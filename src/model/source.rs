@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::checkpoint::{Checkpoint, Layout};
 use super::config::Config;
+use super::timm;
 use super::{Architecture, Model, Network};
 use crate::error::{Error, Result};
 use crate::preprocess::{Filter, Preprocessor};
@@ -122,8 +123,7 @@ fn load_files(files: &ModelFiles, name: String) -> Result<Model> {
     let timm = json.get("architecture").is_some() || json.get("pretrained_cfg").is_some();
     let (config, default_pre) =
         if timm || (checkpoint.layout() == Layout::Timm && json.get("depths").is_none()) {
-            let (config, pre) = timm_config(&json, &checkpoint)?;
-            (Architecture::Swin(config), pre)
+            timm::config(&json, &checkpoint)?
         } else {
             let config = Architecture::from_hf_json(&text)?;
             let pre = match &config {
@@ -148,96 +148,6 @@ fn load_files(files: &ModelFiles, name: String) -> Result<Model> {
         preprocessor,
         name,
     })
-}
-
-/// timm's `config.json` names only the architecture; the rest is read off the weights.
-fn timm_config(json: &Value, ck: &Checkpoint) -> Result<(Config, Preprocessor)> {
-    let missing = |what: &str| {
-        Error::Model(format!(
-            "{}: cannot infer the architecture, tensor `{what}` is missing",
-            ck.file().display()
-        ))
-    };
-    let proj = "swin.embeddings.patch_embeddings.projection.weight";
-    let &[embed_dim, num_channels, patch_size, _] = ck.shape(proj).ok_or_else(|| missing(proj))?
-    else {
-        return Err(Error::Model(format!(
-            "tensor `{proj}` is not 4-dimensional"
-        )));
-    };
-    let depths: Vec<usize> = (0..)
-        .map(|s| ck.blocks_in_stage(s))
-        .take_while(|&d| d > 0)
-        .collect();
-    let table = |s: usize| {
-        format!("swin.encoder.layers.{s}.blocks.0.attention.self.relative_position_bias_table")
-    };
-    let num_heads = (0..depths.len())
-        .map(|s| {
-            ck.shape(&table(s))
-                .and_then(|t| t.get(1).copied())
-                .ok_or_else(|| missing(&table(s)))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let rows = ck.shape(&table(0)).map_or(1, |t| t[0]);
-    let window_size = ((rows as f64).sqrt().round() as usize).div_ceil(2);
-    let fc1 = "swin.encoder.layers.0.blocks.0.intermediate.dense.weight";
-    let hidden = ck.shape(fc1).ok_or_else(|| missing(fc1))?[0];
-    // A headless timm model (num_classes=0) has no head: no classes.
-    let classes = ck.shape("classifier.weight").map_or(0, |s| s[0]);
-    let cfg = json.get("pretrained_cfg").unwrap_or(json);
-    let image_size = cfg
-        .get("input_size")
-        .and_then(Value::as_array)
-        .and_then(|a| Some((a.get(1)?.as_u64()? as usize, a.get(2)?.as_u64()? as usize)))
-        .unwrap_or((224, 224));
-    let labels = json
-        .get("label_names")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|v| v.as_str().unwrap_or("").to_string())
-                .collect::<Vec<_>>()
-        })
-        .filter(|l| l.len() == classes)
-        .unwrap_or_else(|| (0..classes).map(|i| format!("LABEL_{i}")).collect());
-    let config = Config {
-        version: super::config::Version::V1,
-        pretrained_window_sizes: Vec::new(),
-        image_size,
-        patch_size,
-        num_channels,
-        embed_dim,
-        mlp_ratio: hidden as f64 / embed_dim as f64,
-        qkv_bias: ck.contains("swin.encoder.layers.0.blocks.0.attention.self.query.bias"),
-        hidden_act: candle_nn::Activation::Gelu,
-        use_absolute_embeddings: ck.contains("swin.embeddings.position_embeddings"),
-        layer_norm_eps: 1e-5,
-        depths,
-        num_heads,
-        window_size,
-        labels,
-    };
-    config.validate()?;
-    let floats = |key: &str| -> Option<[f32; 3]> {
-        let a = cfg.get(key)?.as_array()?;
-        let v: Vec<f32> = a
-            .iter()
-            .filter_map(|x| x.as_f64().map(|f| f as f32))
-            .collect();
-        (v.len() == 3).then(|| [v[0], v[1], v[2]])
-    };
-    let mut pre = Preprocessor::imagenet(image_size);
-    pre.mean = floats("mean").unwrap_or(pre.mean);
-    pre.std = floats("std").unwrap_or(pre.std);
-    pre.crop_pct = Some(cfg.get("crop_pct").and_then(Value::as_f64).unwrap_or(0.9));
-    pre.filter = match cfg.get("interpolation").and_then(Value::as_str) {
-        Some("bilinear") => Filter::Bilinear,
-        Some("nearest") => Filter::Nearest,
-        Some("lanczos") => Filter::Lanczos,
-        _ => Filter::Bicubic,
-    };
-    Ok((config, pre))
 }
 
 /// Without the `hub` feature (a lean library build) there is no downloader.
