@@ -6,7 +6,8 @@ use candle_core::Tensor;
 use candle_nn::{Activation, LayerNorm};
 use rayon::prelude::*;
 
-use super::kernels::{gelu_backward, layer_norm_backward, with_f32, zeros, Dense};
+pub(super) use super::kernels::gather_rows;
+use super::kernels::{gelu_backward, layer_norm_backward, with_f32, Dense};
 use super::layers::Head;
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
@@ -111,21 +112,6 @@ pub(super) fn add_assign(a: &mut [f32], b: &[f32]) {
                 *a += b;
             }
         });
-}
-
-/// Rows of `c` values: `out[place] = rows[index[place]]` for every place whose index is not
-/// padding (those stay zero), `out` holding `index.len()` rows.
-pub(super) fn gather_rows(index: &[u32], rows: &[f32], c: usize) -> Vec<f32> {
-    let mut out = zeros(index.len() * c);
-    out.par_chunks_mut(c)
-        .zip(index.par_iter())
-        .for_each(|(out, &t)| {
-            if t != Geometry::PADDING {
-                let t = t as usize;
-                out.copy_from_slice(&rows[t * c..(t + 1) * c]);
-            }
-        });
-    out
 }
 
 /// The inverse of [`gather_rows`] for an index that names every one of `tokens` rows once:

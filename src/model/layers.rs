@@ -7,7 +7,7 @@ use candle_nn::LayerNorm;
 
 use super::checkpoint::Checkpoint;
 use super::config::Config;
-use super::kernels::Dense;
+use super::kernels::{gather_rows, with_f32, Dense};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 
@@ -131,67 +131,60 @@ impl PatchEmbedding {
     }
 }
 
-/// Row indices that cut a batch of `[B·H·W, C]` token rows into windows and back.
+/// Row indices that cut a batch of `[B·H·W, C]` token rows into windows and back, applied by
+/// all threads (candle's `index_select` copies on one).
 pub(super) struct WindowPartition {
-    /// For every window place of every image: the token row it holds, or the zero row
-    /// `B·H·W` appended for padding.
-    gather: Tensor,
+    /// For every window place of every image: the token row it holds, or
+    /// [`Geometry::PADDING`] for a zero row.
+    gather: Vec<u32>,
     /// For every token row: the window place that holds it.
-    scatter: Tensor,
-    has_padding: bool,
+    scatter: Vec<u32>,
 }
 
 impl WindowPartition {
     pub(super) fn new(g: &Geometry, batch: usize) -> Result<Self> {
         let image = g.index_image();
         let tokens = g.tokens();
-        let zero_row = (batch * tokens) as u32;
         let places = image.len();
         let mut gather = Vec::with_capacity(batch * places);
         let mut scatter = vec![0u32; batch * tokens];
         for b in 0..batch {
             for (place, &token) in image.iter().enumerate() {
                 if token == Geometry::PADDING {
-                    gather.push(zero_row);
+                    gather.push(Geometry::PADDING);
                 } else {
                     gather.push((b * tokens) as u32 + token);
                     scatter[b * tokens + token as usize] = (b * places + place) as u32;
                 }
             }
         }
-        Ok(WindowPartition {
-            has_padding: places > tokens,
-            gather: Tensor::from_vec(gather, batch * places, &Device::Cpu)?,
-            scatter: Tensor::from_vec(scatter, batch * tokens, &Device::Cpu)?,
-        })
+        Ok(WindowPartition { gather, scatter })
     }
 
     /// `[B, H·W, C]` tokens → `[B·nW, M², C]` windows (padding places zero).
     pub(super) fn windows(&self, x: &Tensor, g: &Geometry) -> Result<Tensor> {
-        let (b, tokens, c) = x.dims3()?;
-        let rows = x.reshape((b * tokens, c))?;
-        let rows = if self.has_padding {
-            Tensor::cat(
-                &[&rows, &Tensor::zeros((1, c), rows.dtype(), rows.device())?],
-                0,
-            )?
-        } else {
-            rows
-        };
-        Ok(rows
-            .index_select(&self.gather, 0)?
-            .reshape((b * g.windows(), g.window_area(), c))?)
+        let (b, _, c) = x.dims3()?;
+        let rows = with_f32(&x.contiguous()?, |x| Ok(gather_rows(&self.gather, x, c)))?;
+        Ok(Tensor::from_vec(
+            rows,
+            (b * g.windows(), g.window_area(), c),
+            &Device::Cpu,
+        )?)
     }
 
     /// The inverse of [`WindowPartition::windows`]: `[B·nW, M², C]` → `[B, H·W, C]`, padding
     /// places dropped.
     pub(super) fn tokens(&self, windows: &Tensor, g: &Geometry) -> Result<Tensor> {
-        let (bw, area, c) = windows.dims3()?;
+        let (bw, _, c) = windows.dims3()?;
         let batch = bw / g.windows().max(1);
-        Ok(windows
-            .reshape((bw * area, c))?
-            .index_select(&self.scatter, 0)?
-            .reshape((batch, g.tokens(), c))?)
+        let rows = with_f32(&windows.contiguous()?, |w| {
+            Ok(gather_rows(&self.scatter, w, c))
+        })?;
+        Ok(Tensor::from_vec(
+            rows,
+            (batch, g.tokens(), c),
+            &Device::Cpu,
+        )?)
     }
 }
 

@@ -176,7 +176,7 @@ impl WindowBlock for Block {
         };
         let (attended, probs, qkv) = self.attention.forward(&windows, g.window, mask.as_ref())?;
         let y = partition.tokens(&attended, g)?;
-        let mid = (x + y)?;
+        let mid = kernels::add(x, &y)?;
         let y = self.norm_after.forward(&mid)?;
         let hidden = self.fc1.forward(&y)?;
         let y = match self.activation {

@@ -9,6 +9,8 @@
 //! window instead of clamping it. Padding, cyclic shift and window partition are V1's: the same
 //! index image.
 
+use rayon::prelude::*;
+
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Activation, LayerNorm};
 
@@ -182,17 +184,19 @@ impl CosineAttention {
         // Unit queries and keys per head; the kernel then scales each head's queries by τ.
         let mut qkv = with_f32(&qkv, |v| Ok(v.to_vec()))?;
         let c = heads * d;
-        let mut norms = Vec::with_capacity(bw * n * 2 * heads);
-        for row in qkv.chunks_exact_mut(3 * c) {
-            for head in row[..2 * c].chunks_exact_mut(d) {
-                let norm = head.iter().map(|x| x * x).sum::<f32>().sqrt();
-                norms.push(norm);
-                let norm = norm.max(NORMALIZE_EPS);
-                for x in head.iter_mut() {
-                    *x /= norm;
+        let mut norms = vec![0f32; bw * n * 2 * heads];
+        qkv.par_chunks_exact_mut(3 * c)
+            .zip(norms.par_chunks_exact_mut(2 * heads))
+            .for_each(|(row, norms)| {
+                for (head, slot) in row[..2 * c].chunks_exact_mut(d.max(1)).zip(norms) {
+                    let norm = head.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    *slot = norm;
+                    let norm = norm.max(NORMALIZE_EPS);
+                    for x in head.iter_mut() {
+                        *x /= norm;
+                    }
                 }
-            }
-        }
+            });
         let qkv = Tensor::from_vec(qkv, (bw, n, 3 * c), &Device::Cpu)?;
         let (out, probs) = kernels::window_attention(
             &qkv,
@@ -282,14 +286,14 @@ impl WindowBlock for Block {
         };
         let (attended, probs, qkv, norms) = self.attention.forward(&windows, mask.as_ref())?;
         let attended = partition.tokens(&attended, g)?;
-        let mid = (x + self.norm_before.forward(&attended)?)?;
+        let mid = kernels::add(x, &self.norm_before.forward(&attended)?)?;
         let hidden = self.fc1.forward(&mid)?;
         let y = match self.activation {
             Activation::Gelu => kernels::gelu(&hidden)?,
             other => other.forward(&hidden)?,
         };
         let mlp = self.fc2.forward(&y)?;
-        let out = (&mid + self.norm_after.forward(&mlp)?)?;
+        let out = kernels::add(&mid, &self.norm_after.forward(&mlp)?)?;
         let saved = save.then(|| BlockSaved {
             qkv,
             norms,

@@ -17,6 +17,7 @@ use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Storage, Tensor}
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::geometry::Geometry;
 
 /// Defines `$name`, which runs the `#[inline(always)]` function `$inner` compiled for the
 /// widest vector unit this CPU has (AVX-512, then AVX2, then the x86-64 baseline).
@@ -94,6 +95,52 @@ fn seeded(residual: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     // SAFETY: every one of the `residual.len()` slots was written above.
     unsafe { out.set_len(residual.len()) };
     out
+}
+
+/// Rows of `c` values: `out[place] = rows[index[place]]` for every place whose index is not
+/// padding (those stay zero), `out` holding `index.len()` rows.
+pub(crate) fn gather_rows(index: &[u32], rows: &[f32], c: usize) -> Vec<f32> {
+    let mut out = zeros(index.len() * c);
+    out.par_chunks_mut(c)
+        .zip(index.par_iter())
+        .for_each(|(out, &t)| {
+            if t != Geometry::PADDING {
+                let t = t as usize;
+                out.copy_from_slice(&rows[t * c..(t + 1) * c]);
+            }
+        });
+    out
+}
+
+/// `a + b` for two f32 tensors of one shape, by all threads: candle's own elementwise ops run
+/// on a second thread pool that competes with rayon's for the cores.
+pub(crate) fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.dims() != b.dims() {
+        return Err(Error::Model(format!(
+            "cannot add tensors of shapes {:?} and {:?}",
+            a.dims(),
+            b.dims()
+        )));
+    }
+    let (a, b) = (a.contiguous()?, b.contiguous()?);
+    const CHUNK: usize = 16 * 1024;
+    let sum = with_f32(&a, |a| {
+        with_f32(&b, |b| {
+            let mut out = Vec::with_capacity(a.len());
+            out.spare_capacity_mut()
+                .par_chunks_mut(CHUNK)
+                .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+                .for_each(|(dst, (a, b))| {
+                    for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+                        d.write(x + y);
+                    }
+                });
+            // SAFETY: every one of the `a.len()` slots was written above.
+            unsafe { out.set_len(a.len()) };
+            Ok(out)
+        })
+    })?;
+    Ok(Tensor::from_vec(sum, a.dims(), &Device::Cpu)?)
 }
 
 /// `len` zeros, written by all threads (see [`filled`]).
