@@ -382,3 +382,31 @@ fn the_pass_with_gradients_traces_what_the_plain_pass_does() {
         assert_eq!(a.attention, b.attention);
     }
 }
+
+/// A ViT (the small one trained here) is scored too; with no windows, its table has the plain
+/// rollout and relevance and no window-unaware twins (the same numbers), while the CSV keeps
+/// every method so its columns and rows stay the same for every model.
+#[test]
+fn a_vit_is_scored_without_window_unaware_rows() {
+    let vit = Model::load(&ModelSource::Folder(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/vit"),
+    ))
+    .expect("the small ViT loads");
+    let report = evaluate(&vit, source(), &options(2, 1), &|| {}).expect("evaluate runs");
+    assert!(report.global_attention);
+    let scores = |m: Method| report.methods[m].mean;
+    assert_eq!(scores(Method::WindowAware), scores(Method::Naive));
+    assert_eq!(scores(Method::Relevance), scores(Method::NaiveRelevance));
+    let table = report.markdown();
+    assert!(table.contains("| attention rollout |"), "{table}");
+    assert!(table.contains("| relevance (true class) |"), "{table}");
+    assert!(
+        !table.contains("naive") && !table.contains("window-aware"),
+        "{table}"
+    );
+    assert_eq!(report.csv().lines().count(), 1 + Method::ALL.len());
+    assert!(
+        !shared_report().global_attention,
+        "a Swin's table keeps every row"
+    );
+}

@@ -77,6 +77,19 @@ impl Method {
     pub fn description(self) -> &'static str {
         METHODS[self.position()].2
     }
+
+    /// The table's row for a model whose attention is `global` (a ViT's) or windowed: with no
+    /// windows to be aware of, the rollout and relevance are the plain ones and their naive
+    /// twins (the same numbers) have no row.
+    pub fn row_title(self, global: bool) -> Option<&'static str> {
+        match (global, self) {
+            (false, _) => Some(self.description()),
+            (true, Method::WindowAware) => Some("attention rollout"),
+            (true, Method::Relevance) => Some("relevance (true class)"),
+            (true, Method::Naive | Method::NaiveRelevance) => None,
+            (true, other) => Some(other.description()),
+        }
+    }
 }
 
 /// One value per method, in [`Method::ALL`] order, read by method rather than by position.

@@ -97,6 +97,7 @@ pub fn evaluate(
     let seconds_per_scene = start.elapsed().as_secs_f64() / options.scenes as f64;
     Ok(report::summarize(
         model.name.clone(),
+        model.network.attends_globally(),
         options,
         per_scene,
         seconds_per_scene,

@@ -52,6 +52,9 @@ pub struct Report {
     pub accuracy: f64,
     /// Mean share of the canvas covered by the item's mask.
     pub mask_fraction: f64,
+    /// Whether the model attends over the whole sequence (a ViT): the table then leaves out
+    /// the window-unaware variants, which equal the others.
+    pub global_attention: bool,
     /// One summary per method.
     pub methods: ByMethod<MethodSummary>,
     /// Every scene's numbers, in scene order.
@@ -64,6 +67,7 @@ pub struct Report {
 /// Means and standard errors of every method over the scenes.
 pub(super) fn summarize(
     model: String,
+    global_attention: bool,
     options: &EvaluateOptions,
     per_scene: Vec<SceneResult>,
     seconds_per_scene: f64,
@@ -97,6 +101,7 @@ pub(super) fn summarize(
         insertion_baseline: options.insertion_baseline,
         accuracy: correct as f64 / n,
         mask_fraction: per_scene.iter().map(|s| s.mask_fraction).sum::<f64>() / n,
+        global_attention,
         methods,
         per_scene,
         seconds_per_scene,
@@ -121,10 +126,13 @@ impl Report {
         );
         out.push_str("|---|---|---|---|---|\n");
         for m in &self.methods {
+            let Some(title) = m.method.row_title(self.global_attention) else {
+                continue;
+            };
             let cell = |mean: f64, se: f64| format!("{mean:.3} ± {se:.3}");
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} |\n",
-                m.method.description(),
+                title,
                 cell(m.mean.pointing, m.std_error.pointing),
                 cell(m.mean.mask_mass, m.std_error.mask_mass),
                 cell(m.mean.deletion_auc, m.std_error.deletion_auc),

@@ -165,6 +165,11 @@ impl Network {
         }
     }
 
+    /// Whether every block attends over the whole sequence (ViT, DeiT) rather than in windows.
+    pub fn attends_globally(&self) -> bool {
+        matches!(self, Network::ViT(_))
+    }
+
     /// Side of the square patches the input is cut into.
     pub fn patch_size(&self) -> usize {
         match self {
