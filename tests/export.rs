@@ -71,6 +71,25 @@ fn read_npz(path: &Path) -> BTreeMap<String, Npy> {
     out
 }
 
+/// The arrays a default `export` of a classifier with `blocks` blocks writes, sorted.
+fn export_keys(blocks: usize) -> Vec<String> {
+    let mut keys: Vec<String> = [
+        "pixel_values",
+        "logits",
+        "geometry",
+        "prefix_tokens",
+        "rollout",
+    ]
+    .map(String::from)
+    .to_vec();
+    for k in 0..blocks {
+        keys.push(format!("attn_{k:02}"));
+        keys.push(format!("rollout_{k:02}"));
+    }
+    keys.sort();
+    keys
+}
+
 #[test]
 fn export_writes_exactly_the_documented_arrays() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,21 +108,7 @@ fn export_writes_exactly_the_documented_arrays() {
         .unwrap();
     assert!(status.success());
     let npz = read_npz(&out);
-    let mut expected: Vec<String> = [
-        "pixel_values",
-        "logits",
-        "geometry",
-        "prefix_tokens",
-        "rollout",
-    ]
-    .map(String::from)
-    .to_vec();
-    for k in 0..8 {
-        expected.push(format!("attn_{k:02}"));
-        expected.push(format!("rollout_{k:02}"));
-    }
-    expected.sort();
-    assert_eq!(npz.keys().cloned().collect::<Vec<_>>(), expected);
+    assert_eq!(npz.keys().cloned().collect::<Vec<_>>(), export_keys(8));
 
     assert_eq!(npz["pixel_values"].shape, [3, 224, 224]);
     assert_eq!(npz["logits"].shape, [10]);
@@ -364,21 +369,7 @@ fn a_vit_exports_its_global_attention_and_rollout_and_the_trace_reads_back() {
     ]);
     assert!(export.status.success(), "{export:?}");
     let npz = read_npz(&out);
-    let mut expected: Vec<String> = [
-        "pixel_values",
-        "logits",
-        "geometry",
-        "prefix_tokens",
-        "rollout",
-    ]
-    .map(String::from)
-    .to_vec();
-    for k in 0..3 {
-        expected.push(format!("attn_{k:02}"));
-        expected.push(format!("rollout_{k:02}"));
-    }
-    expected.sort();
-    assert_eq!(npz.keys().cloned().collect::<Vec<_>>(), expected);
+    assert_eq!(npz.keys().cloned().collect::<Vec<_>>(), export_keys(3));
     // CLS and distillation tokens first, then the 4×4 patches: T = 18, one "window".
     assert_eq!(npz["prefix_tokens"].i64s(), [2]);
     assert_eq!(npz["attn_01"].shape, [1, 4, 18, 18]);
