@@ -172,6 +172,17 @@ pub(super) fn moved_output(
     moved
 }
 
+/// For finite-difference tests: a `[1, 3, side, side]` image of `sin(i·step)` over the pixel
+/// index `i`, smooth and with every channel different.
+#[cfg(test)]
+pub(super) fn wave_pixels(side: usize, step: f32) -> Tensor {
+    let pixels: Vec<f32> = (0..3 * side * side)
+        .map(|i| ((i as f32) * step).sin())
+        .collect();
+    Tensor::from_vec(pixels, (1, 3, side, side), &candle_core::Device::Cpu)
+        .expect("the pixels fill the shape")
+}
+
 /// For finite-difference tests: checks every block's attention gradient `grads.blocks[k]`
 /// against the central difference of `logit(k, r, δ)` (the target logit with block `k`'s
 /// probabilities moved by `δ·r`) along a fixed random direction `r`, within 2e-3 of

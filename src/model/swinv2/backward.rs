@@ -119,7 +119,9 @@ mod tests {
 
     use super::super::SwinV2;
     use crate::model::backbone::WindowBlock;
-    use crate::model::gradients::{argmax, check_finite_differences, moved_output, values};
+    use crate::model::gradients::{
+        argmax, check_finite_differences, moved_output, values, wave_pixels,
+    };
     use crate::model::layers::{merge_children, WindowPartition};
     use crate::model::{Checkpoint, Config};
 
@@ -137,11 +139,7 @@ mod tests {
         c.mlp_ratio = 2.0;
         c.pretrained_window_sizes = vec![0, 6, 0];
         let swin = SwinV2::load(&Checkpoint::random(&c, 7).unwrap(), c).unwrap();
-        let pixels: Vec<f32> = (0..3 * 40 * 40)
-            .map(|i| ((i as f32) * 0.37).sin())
-            .collect();
-        let pixels = Tensor::from_vec(pixels, (1, 3, 40, 40), &Device::Cpu).unwrap();
-        (swin, pixels)
+        (swin, wave_pixels(40, 0.37))
     }
 
     /// Logit `target` when block `at`'s attention probabilities are A + δ·r: the change of

@@ -142,7 +142,7 @@ mod tests {
 
     use super::super::{Family, ViTConfig};
     use super::*;
-    use crate::model::gradients::{argmax, check_finite_differences, moved_output};
+    use crate::model::gradients::{argmax, check_finite_differences, moved_output, wave_pixels};
     use crate::model::kernels;
     use crate::model::Checkpoint;
 
@@ -158,11 +158,7 @@ mod tests {
         c.num_heads = 2;
         c.intermediate_size = 16;
         let vit = ViT::load(&Checkpoint::random_vit(&c, 3).unwrap(), c).unwrap();
-        let pixels: Vec<f32> = (0..3 * 16 * 16)
-            .map(|i| ((i as f32) * 0.61).sin())
-            .collect();
-        let pixels = Tensor::from_vec(pixels, (1, 3, 16, 16), &Device::Cpu).unwrap();
-        (vit, pixels)
+        (vit, wave_pixels(16, 0.61))
     }
 
     /// Logit `target` when block `at`'s attention probabilities are A + δ·r: (δ·r)·V goes
