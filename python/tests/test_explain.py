@@ -35,6 +35,20 @@ def test_relevance_equals_cli_export(cli, scene, tmp_path):
     np.testing.assert_array_equal(by_index["relevance"], got["relevance"])
 
 
+def test_vit_relevance_equals_cli_export(cli, tmp_path):
+    """A ViT (and a distilled DeiT under timm's names) explains its classes from Python too."""
+    root = Path(__file__).resolve().parents[2]
+    image = root / "assets" / "chelsea.png"
+    for model in ("vit_small", "deit_teacher_timm"):
+        folder = root / "tests" / "fixtures" / model
+        out = tmp_path / f"{model}.npz"
+        cli("export", image, "--model", folder, "--explain", "relevance", "-o", out)
+        got = swin_rollout.explain(str(image), model=str(folder), explain="relevance")
+        assert_same_arrays(got, load_npz(out))
+        assert int(got["prefix_tokens"]) in (1, 2)
+        assert got["relevance"].shape == got["rollout"].shape
+
+
 def test_options_reach_the_rollout(cli, scene, tmp_path):
     out = tmp_path / "export.npz"
     cli("export", scene, "--head-fusion", "max", "--residual", "0.2", "--discard", "0.5", "-o", out)
