@@ -8,77 +8,8 @@
 
 use rayon::prelude::*;
 
-use super::{erf, exp, zeros, AttentionShape, Dense, LANES};
+use super::{erf, exp, zeros, AttentionShape, LANES};
 use crate::error::{Error, Result};
-
-impl Dense {
-    /// `dx = dy·W`: the gradient with respect to the input of a gradient `dy` `[rows, out]`
-    /// with respect to the output; `[rows, in]`.
-    pub(crate) fn backward_input(&self, dy: &[f32]) -> Result<Vec<f32>> {
-        let (k, o) = (self.inputs, self.outputs);
-        if o == 0 || !dy.len().is_multiple_of(o) {
-            return Err(Error::Model(format!(
-                "a layer with {o} outputs got a gradient of {} values",
-                dy.len()
-            )));
-        }
-        let rows = dy.len() / o;
-        let weight = self.weight.get_or_init(|| {
-            let mut w = vec![0f32; o * k];
-            for (l, row) in self.weight_t.chunks(o).enumerate() {
-                for (i, &v) in row.iter().enumerate() {
-                    w[i * k + l] = v;
-                }
-            }
-            w
-        });
-        let mut dx = zeros(rows * k);
-        let threads = rayon::current_num_threads();
-        let parallelism = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: dx is [rows, k], W [o, k] and dy [rows, o], all contiguous, and the strides
-        // stay inside them: dst(l, j) = dx[j·k + l], lhs(l, i) = W[i·k + l],
-        // rhs(i, j) = dy[j·o + i] for l < k, j < rows, i < o.
-        unsafe {
-            gemm::gemm(
-                k,
-                rows,
-                o,
-                dx.as_mut_ptr(),
-                k as isize,
-                1,
-                false,
-                weight.as_ptr(),
-                k as isize,
-                1,
-                dy.as_ptr(),
-                o as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
-        Ok(dx)
-    }
-
-    /// Row `output` of `W`: the weights that make output `output` (for a classifier, the
-    /// gradient of that logit with respect to the layer's input).
-    pub(crate) fn weight_row(&self, output: usize) -> Option<Vec<f32>> {
-        (output < self.outputs).then(|| {
-            self.weight_t
-                .chunks(self.outputs)
-                .map(|row| row[output])
-                .collect()
-        })
-    }
-}
 
 /// The gradient with respect to the input `x` `[rows, dim]` of a layer norm with scale `gamma`,
 /// given the gradient `dy` with respect to its output:
@@ -165,7 +96,7 @@ pub(crate) fn window_attention_backward(
         head_dim: d,
     } = s;
     let c = heads * d;
-    let scale = super::head_scales(query_scale, s)?;
+    let scale = super::attention::head_scales(query_scale, s)?;
     if qkv.len() != windows * n * 3 * c
         || probs.len() != windows * heads * n * n
         || d_out.len() != windows * n * c
