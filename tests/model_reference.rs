@@ -345,6 +345,25 @@ fn a_timm_vit_with_average_pooling_is_refused_by_name() {
     );
 }
 
+/// A timm checkpoint whose tensors have the wrong rank is an error naming a tensor, never a
+/// panic.
+#[test]
+fn a_timm_vit_with_a_scalar_where_a_matrix_belongs_is_an_error() {
+    for name in ["blocks.0.mlp.fc1.weight", "head.weight"] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = fixture("vit_small_timm");
+        std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
+        let mut tensors =
+            candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+        tensors.insert(name.into(), Tensor::new(1f32, &Device::Cpu).unwrap());
+        candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
+        let err = Model::load(&ModelSource::Folder(dir.path().to_path_buf()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tensor `"), "{name}: {err}");
+    }
+}
+
 #[test]
 fn headless_vit_has_no_classifier() {
     check("vit_headless", "vit_headless");

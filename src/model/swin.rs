@@ -42,7 +42,10 @@ impl WindowAttention {
         let s = format!("{prefix}.attention.self");
         let qkv = fused_qkv(ck, &s, dim, c.qkv_bias)?;
         let table_name = format!("{s}.relative_position_bias_table");
-        let rows = ck.shape(&table_name).map_or(0, |s| s[0]);
+        let rows = ck
+            .shape(&table_name)
+            .and_then(<[usize]>::first)
+            .map_or(0, |&r| r);
         // The table of a clamped stage may be sized for the configured window or the clamped
         // one; both are read through the same offset formula.
         let side = (rows as f64).sqrt().round() as usize;

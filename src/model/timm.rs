@@ -133,12 +133,21 @@ fn swin_config(json: &Value, ck: &Checkpoint) -> Result<(Config, Preprocessor)> 
                 .ok_or_else(|| missing(&table(s)))
         })
         .collect::<Result<Vec<_>>>()?;
-    let rows = ck.shape(&table(0)).map_or(1, |t| t[0]);
+    let rows = ck
+        .shape(&table(0))
+        .and_then(<[usize]>::first)
+        .map_or(1, |&r| r);
     let window_size = ((rows as f64).sqrt().round() as usize).div_ceil(2);
     let fc1 = "swin.encoder.layers.0.blocks.0.intermediate.dense.weight";
-    let hidden = ck.shape(fc1).ok_or_else(|| missing(fc1))?[0];
+    let hidden = *ck
+        .shape(fc1)
+        .and_then(<[usize]>::first)
+        .ok_or_else(|| missing(fc1))?;
     // A headless timm model (num_classes=0) has no head: no classes.
-    let classes = ck.shape("classifier.weight").map_or(0, |s| s[0]);
+    let classes = ck
+        .shape("classifier.weight")
+        .and_then(<[usize]>::first)
+        .map_or(0, |&c| c);
     let cfg = json.get("pretrained_cfg").unwrap_or(json);
     let image_size = input_size(cfg).unwrap_or((224, 224));
     let labels = labels(json, classes);
@@ -274,7 +283,10 @@ fn vit_config(json: &Value, ck: &Checkpoint) -> Result<(ViTConfig, Preprocessor)
         .take_while(|&i| ck.contains(&format!("{}.layernorm_before.weight", layer(i))))
         .count();
     let fc1 = format!("{}.intermediate.dense.weight", layer(0));
-    let intermediate_size = ck.shape(&fc1).ok_or_else(|| missing(&fc1))?[0];
+    let intermediate_size = *ck
+        .shape(&fc1)
+        .and_then(<[usize]>::first)
+        .ok_or_else(|| missing(&fc1))?;
     let args = json.get("model_args");
     let arg = |key: &str| args.and_then(|a| a.get(key)).and_then(Value::as_u64);
     let architecture = json
@@ -296,7 +308,7 @@ fn vit_config(json: &Value, ck: &Checkpoint) -> Result<(ViTConfig, Preprocessor)
         Family::ViT => "classifier.weight",
     };
     // A headless timm model (num_classes=0) has no head: no classes.
-    let classes = ck.shape(head).map_or(0, |s| s[0]);
+    let classes = ck.shape(head).and_then(<[usize]>::first).map_or(0, |&c| c);
     let cfg = json.get("pretrained_cfg").unwrap_or(json);
     let image_size = input_size(cfg)
         .or_else(|| arg("img_size").map(|s| (s as usize, s as usize)))
