@@ -114,6 +114,59 @@ pub(crate) fn window_attention_backward(
     } else {
         Vec::new()
     };
+    if windows < 2 * rayon::current_num_threads() {
+        // Too few windows to keep every thread busy (a ViT has one): a task per head, as in
+        // the forward; each writes its own [n, 3·d] block of ∂/∂qkv, interleaved afterwards.
+        let mut heads_qkv = if input_gradient {
+            zeros(windows * heads * n * 3 * d)
+        } else {
+            Vec::new()
+        };
+        let head_job = |scratch: &mut GradScratch,
+                        wh: usize,
+                        d_probs: &mut [f32],
+                        d_qkv: Option<&mut [f32]>| {
+            let (w, h) = (wh / heads, wh % heads);
+            attend_head_backward(GradHead {
+                qkv: &qkv[w * n * 3 * c..(w + 1) * n * 3 * c],
+                probs: &probs[wh * n * n..(wh + 1) * n * n],
+                d_out: &d_out[w * n * c..(w + 1) * n * c],
+                d_probs,
+                d_qkv: d_qkv.map(|out| (out, 3 * d, [0, d, 2 * d])),
+                scale: scale[h],
+                head: h,
+                shape: s,
+                scratch,
+            })
+        };
+        let tasks = d_probs.par_chunks_mut(n * n).enumerate();
+        if !input_gradient {
+            tasks.for_each_init(
+                || GradScratch::new(s),
+                |scratch, (wh, d_probs)| head_job(scratch, wh, d_probs, None),
+            );
+            return Ok((d_probs, None));
+        }
+        tasks
+            .zip(heads_qkv.par_chunks_mut((n * 3 * d).max(1)))
+            .for_each_init(
+                || GradScratch::new(s),
+                |scratch, ((wh, d_probs), out)| head_job(scratch, wh, d_probs, Some(out)),
+            );
+        d_qkv
+            .par_chunks_mut((3 * c).max(1))
+            .enumerate()
+            .for_each(|(r, row)| {
+                let (w, i) = (r / n, r % n);
+                for (part, dst) in row.chunks_mut(c.max(1)).enumerate() {
+                    for (h, dst) in dst.chunks_mut(d.max(1)).enumerate() {
+                        let at = ((w * heads + h) * n + i) * 3 * d + part * d;
+                        dst.copy_from_slice(&heads_qkv[at..at + d]);
+                    }
+                }
+            });
+        return Ok((d_probs, Some(d_qkv)));
+    }
     let jobs = d_probs
         .par_chunks_mut(heads * n * n)
         .zip(qkv.par_chunks(n * 3 * c))
@@ -224,6 +277,59 @@ fn attend_window_backward_inline(window: GradWindow<'_>) {
         d_probs,
         mut d_qkv,
         scale,
+        shape,
+        scratch,
+    } = window;
+    let AttentionShape {
+        tokens: n,
+        heads,
+        head_dim: d,
+        ..
+    } = shape;
+    let c = heads * d;
+    for h in 0..heads {
+        attend_head_backward_inline(GradHead {
+            qkv,
+            probs: &probs[h * n * n..(h + 1) * n * n],
+            d_out,
+            d_probs: &mut d_probs[h * n * n..(h + 1) * n * n],
+            d_qkv: d_qkv
+                .as_deref_mut()
+                .map(|d_qkv| (d_qkv, 3 * c, [h * d, c + h * d, 2 * c + h * d])),
+            scale: scale[h],
+            head: h,
+            shape,
+            scratch,
+        });
+    }
+}
+
+/// One head of one window's backward: `qkv` `[n, 3·c]` and `d_out` `[n, c]` the window's,
+/// `probs` and `d_probs` the head's `[n, n]`; with `d_qkv = (out, stride, [q, k, v])`, row `i`
+/// of the head's dQ, dK and dV goes to `out[i·stride + q..]`, `[.. + k..]`, `[.. + v..]`: the
+/// window's `[n, 3·c]`, or a head's own `[n, 3·d]`.
+struct GradHead<'a> {
+    qkv: &'a [f32],
+    probs: &'a [f32],
+    d_out: &'a [f32],
+    d_probs: &'a mut [f32],
+    d_qkv: Option<(&'a mut [f32], usize, [usize; 3])>,
+    scale: f32,
+    head: usize,
+    shape: AttentionShape,
+    scratch: &'a mut GradScratch,
+}
+
+#[inline(always)]
+fn attend_head_backward_inline(job: GradHead<'_>) {
+    let GradHead {
+        qkv,
+        probs,
+        d_out,
+        d_probs,
+        d_qkv,
+        scale,
+        head: h,
         shape:
             AttentionShape {
                 tokens: n,
@@ -242,72 +348,118 @@ fn attend_window_backward_inline(window: GradWindow<'_>) {
                 ds_t,
                 a_t,
             },
-    } = window;
+    } = job;
     let c = heads * d;
     let np = n.div_ceil(LANES) * LANES;
     let dp = d.div_ceil(LANES) * LANES;
-    for h in 0..heads {
-        let scale = scale[h];
-        for j in 0..n {
-            let v = &qkv[j * 3 * c + 2 * c + h * d..j * 3 * c + 2 * c + (h + 1) * d];
-            for (t, &x) in v.iter().enumerate() {
-                vt[t * np + j] = x;
-            }
+    for j in 0..n {
+        let v = &qkv[j * 3 * c + 2 * c + h * d..j * 3 * c + 2 * c + (h + 1) * d];
+        for (t, &x) in v.iter().enumerate() {
+            vt[t * np + j] = x;
         }
-        let probs = &probs[h * n * n..(h + 1) * n * n];
-        let d_probs = &mut d_probs[h * n * n..(h + 1) * n * n];
-        for i in 0..n {
-            let go = &d_out[i * c + h * d..i * c + (h + 1) * d];
-            // dA[i, j] = Σ_t dO[i, t]·v[j, t], a LANES-wide run of j at a time.
-            for (chunk, out) in row.chunks_exact_mut(LANES).enumerate() {
-                let mut acc = [0f32; LANES];
-                for (t, &g) in go.iter().enumerate() {
-                    let vr = &vt[t * np + chunk * LANES..t * np + (chunk + 1) * LANES];
-                    for (a, &v) in acc.iter_mut().zip(vr) {
-                        *a += g * v;
-                    }
+    }
+    for i in 0..n {
+        let go = &d_out[i * c + h * d..i * c + (h + 1) * d];
+        // dA[i, j] = Σ_t dO[i, t]·v[j, t], a LANES-wide run of j at a time.
+        for (chunk, out) in row.chunks_exact_mut(LANES).enumerate() {
+            let mut acc = [0f32; LANES];
+            for (t, &g) in go.iter().enumerate() {
+                let vr = &vt[t * np + chunk * LANES..t * np + (chunk + 1) * LANES];
+                for (a, &v) in acc.iter_mut().zip(vr) {
+                    *a += g * v;
                 }
-                out.copy_from_slice(&acc);
             }
-            d_probs[i * n..(i + 1) * n].copy_from_slice(&row[..n]);
+            out.copy_from_slice(&acc);
         }
-        let Some(d_qkv) = d_qkv.as_deref_mut() else {
-            continue;
-        };
-        // Through the softmax: dS = A·(dA − rowsum(dA·A)), times the score scale.
-        for i in 0..n {
-            let src = &qkv[i * 3 * c..(i + 1) * 3 * c];
-            q[i * dp..i * dp + d].copy_from_slice(&src[h * d..(h + 1) * d]);
-            k[i * dp..i * dp + d].copy_from_slice(&src[c + h * d..c + (h + 1) * d]);
-            go[i * dp..i * dp + d].copy_from_slice(&d_out[i * c + h * d..i * c + (h + 1) * d]);
-            let a = &probs[i * n..(i + 1) * n];
-            let da = &d_probs[i * n..(i + 1) * n];
-            let r: f32 = a.iter().zip(da).map(|(&a, &g)| a * g).sum();
-            for j in 0..n {
-                let s = a[j] * (da[j] - r) * scale;
-                ds[i * np + j] = s;
-                ds_t[j * np + i] = s;
-                a_t[j * np + i] = a[j];
-            }
+        d_probs[i * n..(i + 1) * n].copy_from_slice(&row[..n]);
+    }
+    let Some((d_qkv, stride, [q_at, k_at, v_at])) = d_qkv else {
+        return;
+    };
+    // Through the softmax: dS = A·(dA − rowsum(dA·A)), times the score scale.
+    for i in 0..n {
+        let src = &qkv[i * 3 * c..(i + 1) * 3 * c];
+        q[i * dp..i * dp + d].copy_from_slice(&src[h * d..(h + 1) * d]);
+        k[i * dp..i * dp + d].copy_from_slice(&src[c + h * d..c + (h + 1) * d]);
+        go[i * dp..i * dp + d].copy_from_slice(&d_out[i * c + h * d..i * c + (h + 1) * d]);
+        let a = &probs[i * n..(i + 1) * n];
+        let da = &d_probs[i * n..(i + 1) * n];
+        let r: f32 = a.iter().zip(da).map(|(&a, &g)| a * g).sum();
+        for j in 0..n {
+            let s = a[j] * (da[j] - r) * scale;
+            ds[i * np + j] = s;
+            ds_t[j * np + i] = s;
+            a_t[j * np + i] = a[j];
         }
-        for i in 0..n {
-            let base = i * 3 * c + h * d;
-            // dQ_i = Σ_j dS[i, j]·K_j, dK_i = Σ_j dS[j, i]·Q_j, dV_i = Σ_j A[j, i]·dO_j.
-            weighted_rows(&ds[i * np..i * np + n], k, dp, &mut d_qkv[base..base + d]);
-            weighted_rows(
-                &ds_t[i * np..i * np + n],
-                q,
-                dp,
-                &mut d_qkv[base + c..base + c + d],
-            );
-            weighted_rows(
-                &a_t[i * np..i * np + n],
-                go,
-                dp,
-                &mut d_qkv[base + 2 * c..base + 2 * c + d],
-            );
-        }
+    }
+    for i in 0..n {
+        let base = i * stride;
+        // dQ_i = Σ_j dS[i, j]·K_j, dK_i = Σ_j dS[j, i]·Q_j, dV_i = Σ_j A[j, i]·dO_j.
+        weighted_rows(
+            &ds[i * np..i * np + n],
+            k,
+            dp,
+            &mut d_qkv[base + q_at..base + q_at + d],
+        );
+        weighted_rows(
+            &ds_t[i * np..i * np + n],
+            q,
+            dp,
+            &mut d_qkv[base + k_at..base + k_at + d],
+        );
+        weighted_rows(
+            &a_t[i * np..i * np + n],
+            go,
+            dp,
+            &mut d_qkv[base + v_at..base + v_at + d],
+        );
     }
 }
 
 simd_dispatch!(attend_window_backward => attend_window_backward_inline(window: GradWindow<'_>));
+simd_dispatch!(attend_head_backward => attend_head_backward_inline(job: GradHead<'_>));
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    /// A window at a time or a head at a time: the same ∂/∂probs and ∂/∂qkv to the bit.
+    #[test]
+    fn window_and_head_tasks_give_the_same_gradients() {
+        let s = AttentionShape {
+            windows: 3,
+            tokens: 10,
+            heads: 2,
+            head_dim: 5,
+        };
+        let (n, c) = (s.tokens, s.heads * s.head_dim);
+        let mut rng = crate::rng::SplitMix64(9);
+        let mut random =
+            |len: usize| -> Vec<f32> { (0..len).map(|_| rng.next_f32() * 4.0 - 2.0).collect() };
+        let qkv = random(s.windows * n * 3 * c);
+        let bias = Tensor::from_vec(random(s.heads * n * n), (s.heads, n, n), &Device::Cpu);
+        let qkv_t = Tensor::from_vec(qkv.clone(), (s.windows, n, 3 * c), &Device::Cpu);
+        let (_, probs) =
+            super::super::window_attention(&qkv_t.unwrap(), &bias.unwrap(), None, None, s).unwrap();
+        let d_out = random(s.windows * n * c);
+        for input_gradient in [false, true] {
+            let run = |threads: usize| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| {
+                        window_attention_backward(&qkv, &probs, &d_out, None, s, input_gradient)
+                    })
+                    .unwrap()
+            };
+            // 1 thread: 3 windows ≥ 2 tasks, window by window; 4 threads: head by head.
+            let (by_window, by_head) = (run(1), run(4));
+            assert!(by_window.0.iter().any(|&g| g != 0.0));
+            assert_eq!(by_window.1.is_some(), input_gradient);
+            assert_eq!(by_window, by_head);
+        }
+    }
+}
