@@ -3,6 +3,8 @@
 //! alone, forward + backward (∂y_c/∂A of every block), and forward + backward + the relevance
 //! maps of every block. Compare with `python3 tools/bench_torch_relevance.py` in the same run.
 //!
+//! And the same on vit-base/16 (`vit_base_relevance`).
+//!
 //! `cargo bench --bench relevance`
 
 use candle_core::{Device, Tensor};
@@ -12,7 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 /// figures are the ones users get.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use swin_rollout::model::{Checkpoint, Config, Swin};
+use swin_rollout::model::{Architecture, Checkpoint, Config, Network, Swin, ViTConfig};
 use swin_rollout::{AttentionGradients, Relevance, Trace};
 
 fn relevance(c: &mut Criterion) {
@@ -46,5 +48,33 @@ fn relevance(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, relevance);
+/// vit-base/16 at 224 (12 blocks of global attention over 197 tokens), random weights: forward +
+/// backward + every block's relevance map; compare with
+/// `python3 tools/bench_torch_relevance.py --model vit`.
+fn vit_relevance(c: &mut Criterion) {
+    swin_rollout::allocator::keep_freed_memory();
+    let config = ViTConfig::vit_base(1000);
+    let checkpoint = Checkpoint::random_vit(&config, 7).expect("random weights");
+    let network = Network::load(&checkpoint, Architecture::ViT(config)).expect("model");
+    let pixels = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &Device::Cpu).expect("input");
+    let mut group = c.benchmark_group("vit_base_relevance");
+    group.sample_size(10);
+    group.bench_function("forward_backward_relevance", |b| {
+        b.iter(|| {
+            let (logits, blocks, gradients) = network
+                .trace_with_gradients(&pixels, None)
+                .expect("gradients");
+            let trace = Trace {
+                pixel_values: Vec::new(),
+                image_size: (224, 224),
+                logits,
+                blocks,
+            };
+            Relevance::new(&trace, &gradients).expect("relevance").maps()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, relevance, vit_relevance);
 criterion_main!(benches);

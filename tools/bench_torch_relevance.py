@@ -5,6 +5,7 @@ window 7, 224x224, 1000 labels) with random weights (built from SwinConfig, noth
 eager attention, float32, CPU, batch 1.
 
     python3 tools/bench_torch_relevance.py [--threads N] [--runs 10] [--warmup 3] [--check]
+    python3 tools/bench_torch_relevance.py --model vit   # vit-base/16: forward + backward only
 
 Times (median and quartiles over --runs after --warmup untimed runs):
   * forward only (torch.inference_mode), for scale;
@@ -195,17 +196,46 @@ def timeit(fn, runs, warmup):
     return statistics.median(times), q[0], q[2]
 
 
+def vit_forward_backward(args):
+    """vit-base/16 (google/vit-base-patch16-224's architecture, random weights, eager): forward +
+    backward of the top logit with every block's attention (as output_attentions returns them,
+    the tensors that multiply V) retained, activation gradients only."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(num_labels=1000)
+    model = ViTForImageClassification._from_config(config, attn_implementation="eager").eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.randn(1, 3, 224, 224).requires_grad_(True)
+
+    def fb():
+        x.grad = None
+        out = model(pixel_values=x, output_attentions=True)
+        for a in out.attentions:
+            a.retain_grad()
+        out.logits[0, int(out.logits[0].argmax())].backward()
+        return [a.grad for a in out.attentions]
+
+    med, q1, q3 = timeit(fb, args.runs, args.warmup)
+    assert all(g is not None for g in fb())
+    print(f"torch vit-base forward+backward (activation grads): {med:.1f} ms (q1 {q1:.1f}, q3 {q3:.1f})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--check", action="store_true", help="check the torch relevance on tests/fixtures/swin_pad first")
+    ap.add_argument("--model", choices=["swin", "vit"], default="swin",
+                    help="swin-tiny (default) or vit-base/16 at 224 (forward + backward only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} threads, "
           f"median (q1, q3) over {args.runs} runs after {args.warmup} warm-up")
+    if args.model == "vit":
+        return vit_forward_backward(args)
     if args.check:
         check_on_fixture()
 
