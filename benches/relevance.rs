@@ -70,7 +70,9 @@ fn vit_relevance(c: &mut Criterion) {
                 logits,
                 blocks,
             };
-            Relevance::new(&trace, &gradients).expect("relevance").maps()
+            Relevance::new(&trace, &gradients)
+                .expect("relevance")
+                .maps()
         })
     });
     group.finish();
