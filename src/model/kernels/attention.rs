@@ -333,39 +333,28 @@ simd_dispatch!(attend_head => attend_head_inline(job: AttendHead<'_>));
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{on_threads, random, SHAPE};
     use super::*;
 
     /// A window at a time (many windows for the threads) or a head at a time (too few): the
     /// same probabilities and outputs to the bit, with and without a shift mask.
     #[test]
     fn window_and_head_tasks_give_the_same_bits() {
-        let s = AttentionShape {
-            windows: 3,
-            tokens: 10,
-            heads: 2,
-            head_dim: 5,
-        };
+        let s = SHAPE;
         let (n, c) = (s.tokens, s.heads * s.head_dim);
         let mut rng = crate::rng::SplitMix64(5);
-        let mut random =
-            |len: usize| -> Vec<f32> { (0..len).map(|_| rng.next_f32() * 4.0 - 2.0).collect() };
         let cpu = &Device::Cpu;
-        let qkv = Tensor::from_vec(random(s.windows * n * 3 * c), (s.windows, n, 3 * c), cpu);
-        let bias = Tensor::from_vec(random(s.heads * n * n), (s.heads, n, n), cpu);
-        let mask = Tensor::from_vec(random(n * n), (1, n, n), cpu).unwrap();
-        let (qkv, bias) = (qkv.unwrap(), bias.unwrap());
+        let qkv = random(&mut rng, s.windows * n * 3 * c);
+        let qkv = Tensor::from_vec(qkv, (s.windows, n, 3 * c), cpu).unwrap();
+        let bias = random(&mut rng, s.heads * n * n);
+        let bias = Tensor::from_vec(bias, (s.heads, n, n), cpu).unwrap();
+        let mask = Tensor::from_vec(random(&mut rng, n * n), (1, n, n), cpu).unwrap();
         for mask in [None, Some(&mask)] {
             let run = |threads: usize| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                let (out, probs) = pool
-                    .install(|| window_attention(&qkv, &bias, mask, None, s))
-                    .unwrap();
+                let (out, probs) =
+                    on_threads(threads, || window_attention(&qkv, &bias, mask, None, s)).unwrap();
                 (out.flatten_all().unwrap().to_vec1::<f32>().unwrap(), probs)
             };
-            // 1 thread: 3 windows ≥ 2 tasks, window by window; 4 threads: head by head.
             let (by_window, by_head) = (run(1), run(4));
             assert!(by_window.1.iter().all(|p| p.is_finite()));
             assert_eq!(by_window, by_head);

@@ -423,39 +423,28 @@ simd_dispatch!(attend_head_backward => attend_head_backward_inline(job: GradHead
 mod tests {
     use candle_core::{Device, Tensor};
 
+    use super::super::testing::{on_threads, random, SHAPE};
     use super::*;
 
     /// A window at a time or a head at a time: the same ∂/∂probs and ∂/∂qkv to the bit.
     #[test]
     fn window_and_head_tasks_give_the_same_gradients() {
-        let s = AttentionShape {
-            windows: 3,
-            tokens: 10,
-            heads: 2,
-            head_dim: 5,
-        };
+        let s = SHAPE;
         let (n, c) = (s.tokens, s.heads * s.head_dim);
         let mut rng = crate::rng::SplitMix64(9);
-        let mut random =
-            |len: usize| -> Vec<f32> { (0..len).map(|_| rng.next_f32() * 4.0 - 2.0).collect() };
-        let qkv = random(s.windows * n * 3 * c);
-        let bias = Tensor::from_vec(random(s.heads * n * n), (s.heads, n, n), &Device::Cpu);
-        let qkv_t = Tensor::from_vec(qkv.clone(), (s.windows, n, 3 * c), &Device::Cpu);
-        let (_, probs) =
-            super::super::window_attention(&qkv_t.unwrap(), &bias.unwrap(), None, None, s).unwrap();
-        let d_out = random(s.windows * n * c);
+        let qkv = random(&mut rng, s.windows * n * 3 * c);
+        let bias = random(&mut rng, s.heads * n * n);
+        let bias = Tensor::from_vec(bias, (s.heads, n, n), &Device::Cpu).unwrap();
+        let qkv_t = Tensor::from_vec(qkv.clone(), (s.windows, n, 3 * c), &Device::Cpu).unwrap();
+        let (_, probs) = super::super::window_attention(&qkv_t, &bias, None, None, s).unwrap();
+        let d_out = random(&mut rng, s.windows * n * c);
         for input_gradient in [false, true] {
             let run = |threads: usize| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap()
-                    .install(|| {
-                        window_attention_backward(&qkv, &probs, &d_out, None, s, input_gradient)
-                    })
-                    .unwrap()
+                on_threads(threads, || {
+                    window_attention_backward(&qkv, &probs, &d_out, None, s, input_gradient)
+                })
+                .unwrap()
             };
-            // 1 thread: 3 windows ≥ 2 tasks, window by window; 4 threads: head by head.
             let (by_window, by_head) = (run(1), run(4));
             assert!(by_window.0.iter().any(|&g| g != 0.0));
             assert_eq!(by_window.1.is_some(), input_gradient);

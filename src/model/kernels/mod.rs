@@ -245,6 +245,33 @@ pub(crate) fn gelu(x: &Tensor) -> Result<Tensor> {
 /// f32 lanes of the widest vector register (AVX-512).
 const LANES: usize = 16;
 
+/// For the kernels' tests: the shape both task modes are checked on (3 windows: window by
+/// window on 1 thread, head by head on 4), uniform values in [−2, 2), and a run on a pool of
+/// `threads` threads.
+#[cfg(test)]
+mod testing {
+    use super::AttentionShape;
+
+    pub(super) const SHAPE: AttentionShape = AttentionShape {
+        windows: 3,
+        tokens: 10,
+        heads: 2,
+        head_dim: 5,
+    };
+
+    pub(super) fn random(rng: &mut crate::rng::SplitMix64, len: usize) -> Vec<f32> {
+        (0..len).map(|_| rng.next_f32() * 4.0 - 2.0).collect()
+    }
+
+    pub(super) fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool")
+            .install(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
