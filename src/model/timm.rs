@@ -104,21 +104,31 @@ pub(super) fn swin_to_hf(
     simple(renamed)
 }
 
+/// The error for a tensor the architecture is read off and the checkpoint lacks.
+fn missing(ck: &Checkpoint, what: &str) -> Error {
+    Error::Model(format!(
+        "{}: cannot infer the architecture, tensor `{what}` is missing",
+        ck.file().display()
+    ))
+}
+
+/// Width, input channels and patch side from the patch embedding of backbone `model`
+/// ("swin", "vit", "deit"): its `[width, channels, patch, patch]` convolution.
+fn projection(ck: &Checkpoint, model: &str) -> Result<[usize; 3]> {
+    let proj = format!("{model}.embeddings.patch_embeddings.projection.weight");
+    match ck.shape(&proj) {
+        Some(&[width, channels, patch, _]) => Ok([width, channels, patch]),
+        Some(_) => Err(Error::Model(format!(
+            "tensor `{proj}` is not 4-dimensional"
+        ))),
+        None => Err(missing(ck, &proj)),
+    }
+}
+
 /// A timm Swin: depths, heads and window read off the weights.
 fn swin_config(json: &Value, ck: &Checkpoint) -> Result<(Config, Preprocessor)> {
-    let missing = |what: &str| {
-        Error::Model(format!(
-            "{}: cannot infer the architecture, tensor `{what}` is missing",
-            ck.file().display()
-        ))
-    };
-    let proj = "swin.embeddings.patch_embeddings.projection.weight";
-    let &[embed_dim, num_channels, patch_size, _] = ck.shape(proj).ok_or_else(|| missing(proj))?
-    else {
-        return Err(Error::Model(format!(
-            "tensor `{proj}` is not 4-dimensional"
-        )));
-    };
+    let missing = |what: &str| missing(ck, what);
+    let [embed_dim, num_channels, patch_size] = projection(ck, "swin")?;
     let depths: Vec<usize> = (0..)
         .map(|s| ck.blocks_in_stage(s))
         .take_while(|&d| d > 0)
@@ -265,19 +275,8 @@ fn vit_config(json: &Value, ck: &Checkpoint) -> Result<(ViTConfig, Preprocessor)
         Family::ViT
     };
     let m = family.model_type();
-    let missing = |what: &str| {
-        Error::Model(format!(
-            "{}: cannot infer the architecture, tensor `{what}` is missing",
-            ck.file().display()
-        ))
-    };
-    let proj = format!("{m}.embeddings.patch_embeddings.projection.weight");
-    let &[hidden, num_channels, patch_size, _] = ck.shape(&proj).ok_or_else(|| missing(&proj))?
-    else {
-        return Err(Error::Model(format!(
-            "tensor `{proj}` is not 4-dimensional"
-        )));
-    };
+    let missing = |what: &str| missing(ck, what);
+    let [hidden, num_channels, patch_size] = projection(ck, m)?;
     let layer = |i: usize| format!("{m}.encoder.layer.{i}");
     let num_layers = (0..)
         .take_while(|&i| ck.contains(&format!("{}.layernorm_before.weight", layer(i))))

@@ -246,12 +246,27 @@ impl ViT {
     /// Runs `pixels` (`[B, C, H, W]`, preprocessed) through the network; with `record`, keeps
     /// every block's attention probabilities (`B` "windows" of the whole sequence a block).
     pub fn forward(&self, pixels: &Tensor, record: bool) -> Result<Forward> {
+        let (x, attentions) = self.run(pixels, record, None)?;
+        Ok(Forward {
+            logits: self.classify(&x)?,
+            attentions,
+        })
+    }
+
+    /// The embeddings and every block: the last block's output `[B, T, C]` and, with `record`,
+    /// every block's trace; with `tape`, what each block's backward reads is pushed onto it.
+    fn run(
+        &self,
+        pixels: &Tensor,
+        record: bool,
+        mut tape: Option<&mut Vec<BlockSaved>>,
+    ) -> Result<(Tensor, Vec<BlockTrace>)> {
         let pixels = pixels.to_dtype(DType::F32)?;
         let (mut x, (h, w)) = self.embeddings.forward(&pixels)?;
         let prefix = self.config.family.prefix_tokens();
         let mut attentions = Vec::new();
         for (k, block) in self.blocks.iter().enumerate() {
-            let (y, probs, _) = block.forward(&x, &self.no_bias, false)?;
+            let (y, probs, saved) = block.forward(&x, &self.no_bias, tape.is_some())?;
             x = y;
             if record {
                 attentions.push(BlockTrace {
@@ -260,11 +275,11 @@ impl ViT {
                     attention: probs,
                 });
             }
+            if let (Some(tape), Some(saved)) = (tape.as_deref_mut(), saved) {
+                tape.push(saved);
+            }
         }
-        Ok(Forward {
-            logits: self.classify(&x)?,
-            attentions,
-        })
+        Ok((x, attentions))
     }
 
     /// The logits `[B, classes]` of the last block's output `x` `[B, T, C]`.

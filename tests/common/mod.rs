@@ -54,27 +54,30 @@ pub fn random_trace(cfg: &Config, seed: u64) -> Trace {
     let mut rng = Rng(seed);
     let blocks = geometries(cfg)
         .into_iter()
-        .map(|g| {
-            let heads = cfg.heads[g.stage];
-            let area = g.window_area();
-            let mut attention = Vec::with_capacity(g.windows() * heads * area * area);
-            for _ in 0..g.windows() * heads * area {
-                let row: Vec<f64> = (0..area).map(|_| (4.0 * rng.next_f64()).exp()).collect();
-                let sum: f64 = row.iter().sum();
-                attention.extend(row.iter().map(|v| (v / sum) as f32));
-            }
-            BlockTrace {
-                geometry: g,
-                heads,
-                attention,
-            }
-        })
+        .map(|g| random_block(g, cfg.heads[g.stage], &mut rng))
         .collect();
     Trace {
         pixel_values: Vec::new(),
         image_size: (0, 0),
         logits: Vec::new(),
         blocks,
+    }
+}
+
+/// One block of random attention over `g`'s windows (a global block's one window is the whole
+/// sequence): every row of every head positive, summing to 1 over the window's places.
+fn random_block(g: Geometry, heads: usize, rng: &mut Rng) -> BlockTrace {
+    let area = g.window_area();
+    let mut attention = Vec::with_capacity(g.windows() * heads * area * area);
+    for _ in 0..g.windows() * heads * area {
+        let row: Vec<f64> = (0..area).map(|_| (4.0 * rng.next_f64()).exp()).collect();
+        let sum: f64 = row.iter().sum();
+        attention.extend(row.iter().map(|v| (v / sum) as f32));
+    }
+    BlockTrace {
+        geometry: g,
+        heads,
+        attention,
     }
 }
 
@@ -89,21 +92,7 @@ pub fn random_global_trace(
 ) -> Trace {
     let mut rng = Rng(seed);
     let blocks = (0..depth)
-        .map(|block| {
-            let g = Geometry::global(block, h, w, prefix);
-            let t = g.tokens();
-            let mut attention = Vec::with_capacity(heads * t * t);
-            for _ in 0..heads * t {
-                let row: Vec<f64> = (0..t).map(|_| (4.0 * rng.next_f64()).exp()).collect();
-                let sum: f64 = row.iter().sum();
-                attention.extend(row.iter().map(|v| (v / sum) as f32));
-            }
-            BlockTrace {
-                geometry: g,
-                heads,
-                attention,
-            }
-        })
+        .map(|block| random_block(Geometry::global(block, h, w, prefix), heads, &mut rng))
         .collect();
     Trace {
         pixel_values: Vec::new(),

@@ -88,15 +88,26 @@ pub(crate) fn filled(len: usize, pattern: &[f32]) -> Vec<f32> {
 /// Rows of `c` values: `out[place] = rows[index[place]]` for every place whose index is not
 /// padding (those stay zero), `out` holding `index.len()` rows.
 pub(crate) fn gather_rows(index: &[u32], rows: &[f32], c: usize) -> Vec<f32> {
-    let mut out = zeros(index.len() * c);
-    out.par_chunks_mut(c)
+    let len = index.len() * c;
+    let mut out = Vec::with_capacity(len);
+    // Each row written once, copied or zero: the window partition runs this every block.
+    out.spare_capacity_mut()
+        .par_chunks_mut(c.max(1))
         .zip(index.par_iter())
         .for_each(|(out, &t)| {
-            if t != Geometry::PADDING {
+            if t == Geometry::PADDING {
+                out.iter_mut().for_each(|o| {
+                    o.write(0.0);
+                });
+            } else {
                 let t = t as usize;
-                out.copy_from_slice(&rows[t * c..(t + 1) * c]);
+                for (o, &v) in out.iter_mut().zip(&rows[t * c..(t + 1) * c]) {
+                    o.write(v);
+                }
             }
         });
+    // SAFETY: the `index.len()` chunks of `c` slots cover all `len`, each written above.
+    unsafe { out.set_len(len) };
     out
 }
 

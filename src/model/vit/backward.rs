@@ -7,7 +7,6 @@ use candle_core::Tensor;
 
 use super::{Block, BlockSaved, Classifier, ViT};
 use crate::error::{Error, Result};
-use crate::geometry::Geometry;
 use crate::model::gradients::{
     add_assign, norm_backward, pre_norm_mlp_backward, resolve_target, values,
 };
@@ -26,20 +25,13 @@ impl ViT {
         pixels: &Tensor,
         target: Option<usize>,
     ) -> Result<(Vec<f32>, Vec<BlockTrace>, AttentionGradients)> {
-        let pixels = one_image(pixels, "the backward pass")?.to_dtype(candle_core::DType::F32)?;
-        let (mut x, (h, w)) = self.embeddings.forward(&pixels)?;
-        let prefix = self.config.family.prefix_tokens();
-        let mut traces = Vec::with_capacity(self.blocks.len());
+        let pixels = one_image(pixels, "the backward pass")?;
         let mut tape = Vec::with_capacity(self.blocks.len());
-        for (k, block) in self.blocks.iter().enumerate() {
-            let (y, probs, saved) = block.forward(&x, &self.no_bias, true)?;
-            x = y;
-            traces.push(BlockTrace {
-                geometry: Geometry::global(k, h, w, prefix),
-                heads: block.heads,
-                attention: probs,
-            });
-            tape.push(saved.ok_or_else(broken)?);
+        let (x, traces) = self.run(&pixels, true, Some(&mut tape))?;
+        if tape.len() != self.blocks.len() || traces.len() != self.blocks.len() {
+            return Err(Error::Model(
+                "the forward pass did not keep what the backward needs".into(),
+            ));
         }
         let logits = values(&self.classify(&x)?)?;
         let target = resolve_target(target, &logits)?;
@@ -132,16 +124,13 @@ impl Block {
     }
 }
 
-fn broken() -> Error {
-    Error::Model("the forward pass did not keep what the backward needs".into())
-}
-
 #[cfg(test)]
 mod tests {
     use candle_core::{DType, Device, Module, Tensor};
 
     use super::super::{Family, ViTConfig};
     use super::*;
+    use crate::geometry::Geometry;
     use crate::model::gradients::{argmax, check_finite_differences, moved_output, wave_pixels};
     use crate::model::kernels;
     use crate::model::Checkpoint;
