@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use swin_rollout::model::Prediction;
-use swin_rollout::render::{still, Beat, ClassMap, Mode, Order, Renderer, Story, Template};
+use swin_rollout::render::{
+    still, Beat, ClassMap, Comparison, Frames, Mode, Order, Renderer, Story, Template,
+};
 use swin_rollout::{BlockTrace, Geometry, RolloutOptions, Trace};
 
 // ---------------------------------------------------------------------------------------------
@@ -539,6 +541,8 @@ fn unknown_builtin_lists_the_available_ones() {
         "timelapse",
         "mechanism",
         "stages",
+        "classes",
+        "compare",
     ] {
         assert!(err.contains(name), "{err}");
     }
@@ -547,7 +551,7 @@ fn unknown_builtin_lists_the_available_ones() {
 #[test]
 fn builtins_have_descriptions_and_user_files_load() {
     let list = Template::builtin_list();
-    assert_eq!(list.len(), 6);
+    assert_eq!(list.len(), 7);
     for (name, description) in &list {
         assert!(
             !description.is_empty() && !description.contains('\n'),
@@ -623,7 +627,29 @@ fn golden_frames() -> Vec<(String, image::RgbImage)> {
             schematic = Story::mechanism(&template.mechanism).unwrap();
             &schematic
         };
-        let r = Renderer::new(story, &template).unwrap();
+        // Compare puts the story beside a shallower one (one stage of two blocks), whose
+        // blocks are stretched to keep step.
+        let shallow_trace = random_trace(12, 4, &[2], 8, 3);
+        let shallow = Story::new(
+            &shallow_trace,
+            gradient_image(96),
+            &RolloutOptions::default(),
+        )
+        .unwrap()
+        .with_logits(
+            &shallow_trace.logits,
+            &["cat".into(), "dog".into(), "fox".into()],
+        )
+        .with_model_name("test-swin-shallow");
+        let comparison;
+        let single;
+        let (frames, r): (&dyn Frames, &Renderer) = if template.mode == Mode::Compare {
+            comparison = Comparison::new(story, &shallow, &template).unwrap();
+            (&comparison, comparison.side(0).unwrap())
+        } else {
+            single = Renderer::new(story, &template).unwrap();
+            (&single, &single)
+        };
         let mut picks = Vec::new();
         for s in r.timeline().segments() {
             let at = |f: f64| s.start + ((s.frames as f64 * f) as usize).min(s.frames - 1);
@@ -637,7 +663,7 @@ fn golden_frames() -> Vec<(String, image::RgbImage)> {
             }
         }
         for (label, i) in picks {
-            out.push((format!("{name}_{label}"), r.frame(i).unwrap()));
+            out.push((format!("{name}_{label}"), frames.frame(i).unwrap()));
         }
     }
     out

@@ -314,3 +314,82 @@ fn a_vit_explains_its_classes_too() {
     );
     assert_eq!(classes.dimensions(), (1920, 1080));
 }
+
+#[test]
+fn compare_puts_the_embedded_swin_beside_the_embedded_vit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let at = ["--template", "compare", "--at", "20"];
+    let default = still_png(d, "default.png", &at);
+    assert_eq!(default.dimensions(), (1920, 1080));
+    // The defaults are the two embedded models, named or not; swapping them swaps the sides.
+    let named = still_png(
+        d,
+        "named.png",
+        &[
+            &at[..],
+            &["--model", "embedded:swin", "--compare", "embedded:vit"],
+        ]
+        .concat(),
+    );
+    assert_eq!(default, named);
+    let swapped = still_png(
+        d,
+        "swapped.png",
+        &[
+            &at[..],
+            &["--model", "embedded:vit", "--compare", "embedded:swin"],
+        ]
+        .concat(),
+    );
+    let half =
+        |img: &image::RgbImage, x: u32| image::imageops::crop_imm(img, x, 130, 960, 950).to_image();
+    assert_ne!(half(&default, 0), half(&swapped, 0));
+    let relevance = still_png(
+        d,
+        "relevance.png",
+        &[&at[..], &["--explain", "relevance"]].concat(),
+    );
+    assert_ne!(default, relevance, "relevance is not the rollout");
+
+    // A second model without the compare template, or a trace with it, is refused in one line.
+    for (args, expected) in [
+        (
+            vec!["still", "--compare", "embedded:vit", "-o", "x.png"],
+            "--compare names the second model of a compare template",
+        ),
+        (
+            vec![
+                "still",
+                "--template",
+                "compare",
+                "--trace",
+                "t.npz",
+                "-o",
+                "x.png",
+            ],
+            "runs two models on the image; it takes no --trace",
+        ),
+        (
+            vec![
+                "still",
+                "--template",
+                "compare",
+                "--compare",
+                "no/such/dir",
+                "-o",
+                "x.png",
+            ],
+            "no/such/dir",
+        ),
+    ] {
+        let out = run(&args, d);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(expected),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!d.join("x.png").exists(), "nothing half-written");
+    }
+}

@@ -57,8 +57,9 @@ fn every_video_and_figure_template_draws_a_vit_and_a_deit() {
     for prefix in [1, 2] {
         let story = story(&global_trace(6, prefix, 3, 11 + prefix as u64));
         for (name, _) in Template::builtin_list() {
-            // The schematic shows no trace; the classes figure needs the model's backward pass.
-            if name == "mechanism" || name == "classes" {
+            // The schematic shows no trace; the classes figure needs the model's backward pass;
+            // compare draws two stories (tests/render_compare.rs has a ViT beside a Swin).
+            if name == "mechanism" || name == "classes" || name == "compare" {
                 continue;
             }
             let t = Template::load(name).unwrap();

@@ -328,10 +328,14 @@ def warm_start(model, folder):
     for name in state:
         if name in old:
             continue
-        m = re.match(r"swin\.encoder\.layers\.(\d+)\.blocks\.(\d+)\.", name)
+        # A Swin grows blocks within its stages; a ViT grows layers after its last one.
+        m = re.match(r"swin\.encoder\.layers\.(\d+)\.blocks\.(\d+)\.", name) or re.match(
+            r"vit\.layers\.(\d+)\.", name
+        )
         if not m:
             raise SystemExit(f"--init-from: the old checkpoint lacks {name}")
         grown.add(m.group(0))
+        # The attention output and the second MLP layer (module names of transformers 5).
         if re.search(r"\.(attention\.o_proj|mlp\.fc2)\.(weight|bias)$", name):
             state[name] = torch.zeros_like(state[name])
     model.load_state_dict(state)

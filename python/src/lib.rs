@@ -20,9 +20,9 @@ use errors::to_py;
 use swin_rollout::encode::EncodeOptions;
 use swin_rollout::error::{Error, Result};
 use swin_rollout::explain::{ExplainOptions, Explained, Explanation};
-use swin_rollout::model::{Model, ModelSource};
+use swin_rollout::model::{Model, ModelSource, EMBEDDED_VIT_ARG};
 use swin_rollout::progress::ProgressBar;
-use swin_rollout::render::{write_still, write_video, Renderer, Story, Template};
+use swin_rollout::render::{write_png, write_video, Mode, Stories, Story, Template};
 use swin_rollout::rollout::{HeadFusion, Rollout, RolloutOptions};
 use swin_rollout::trace::{Trace, TraceArrays};
 
@@ -47,6 +47,7 @@ fn cached_model(source: Option<&str>) -> Result<Arc<Model>> {
     let key = match &source {
         ModelSource::Folder(_) => return Model::load(&source).map(Arc::new),
         ModelSource::Embedded => String::new(),
+        ModelSource::EmbeddedVit => EMBEDDED_VIT_ARG.to_string(),
         ModelSource::Hub(id) => id.clone(),
     };
     let cache = CACHE.get_or_init(Default::default);
@@ -224,7 +225,9 @@ fn rollout(
 
 /// Where a render's data comes from.
 enum Source {
-    Model(Option<String>),
+    /// The model (`None`: the embedded Swin) and, for a compare template, the second model
+    /// (`None`: the embedded ViT).
+    Model(Option<String>, Option<String>),
     Trace(TraceArrays),
     TraceFile(PathBuf),
 }
@@ -233,7 +236,7 @@ enum Source {
 /// `swin_rollout.render`.
 #[pyfunction]
 #[pyo3(signature = (
-    output, template, model, image, trace_file, trace, labels, name, explain, target,
+    output, template, model, compare, image, trace_file, trace, labels, name, explain, target,
     head_fusion, residual, discard, at, crf, preset, progress
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -242,6 +245,7 @@ fn render(
     output: PathBuf,
     template: &str,
     model: Option<String>,
+    compare: Option<String>,
     image: ImageIn,
     trace_file: Option<PathBuf>,
     trace: Option<TraceIn>,
@@ -267,7 +271,7 @@ fn render(
     let source = match (trace_file, trace) {
         (Some(path), _) => Source::TraceFile(path),
         (None, Some(t)) => Source::Trace(trace_arrays(&t)?),
-        (None, None) => Source::Model(model),
+        (None, None) => Source::Model(model, compare),
     };
     let (path, pixels) = image;
     let pixels = pixels.map(|(h, w, b)| (h, w, b.as_bytes().to_vec()));
@@ -281,13 +285,13 @@ fn render(
             swin_rollout::encode::OutputFormat::from_path(&output)?;
         }
         let image = read_image(path.as_deref(), pixels)?;
-        let story = story(source, image, labels, name, &template, &options, &explain)?;
+        let stories = stories(source, image, labels, name, &template, &options, &explain)?;
+        let frames = stories.frames(&template)?;
         if still {
-            return write_still(&story, &template, at, &output);
+            return write_png(&frames.frame_at(at)?, &output);
         }
-        let renderer = Renderer::new(&story, &template)?;
         let bar = if progress {
-            progress_bar(renderer.frame_count(), &output)
+            progress_bar(frames.frame_count(), &output)
         } else {
             ProgressBar::hidden()
         };
@@ -298,13 +302,13 @@ fn render(
                 Ok(())
             }
         };
-        let result = write_video(&renderer, &output, &encoder, &check, Some(&|| bar.inc(1)));
+        let result = write_video(&*frames, &output, &encoder, &check, Some(&|| bar.inc(1)));
         bar.finish_and_clear();
         result
     })
 }
 
-fn story(
+fn stories(
     source: Source,
     image: Option<image::RgbImage>,
     labels: Option<Vec<String>>,
@@ -312,11 +316,21 @@ fn story(
     template: &Template,
     options: &RolloutOptions,
     explain: &ExplainOptions,
-) -> Result<Story> {
+) -> Result<Stories> {
+    let compares = template.mode == Mode::Compare;
     let trace = match source {
-        Source::Model(model) => {
+        Source::Model(model, compare) => {
             if !template.needs_model() {
-                return Story::mechanism(&template.mechanism);
+                return Ok(Stories::One(Box::new(Story::mechanism(
+                    &template.mechanism,
+                )?)));
+            }
+            if compare.is_some() && !compares {
+                return Err(Error::InvalidArgument(format!(
+                    "compare= names the second model of a compare template, and template \
+                     '{}' shows one model; pass template=\"compare\"",
+                    template.name
+                )));
             }
             let image = image.ok_or_else(|| {
                 Error::InvalidArgument(format!(
@@ -326,7 +340,18 @@ fn story(
                 ))
             })?;
             let model = cached_model(model.as_deref())?;
-            return Story::for_template(&model, &image, template, options, explain);
+            if !compares {
+                return Stories::for_template(&[&model], &image, template, options, explain);
+            }
+            let second = cached_model(Some(compare.as_deref().unwrap_or(EMBEDDED_VIT_ARG)))?;
+            return Stories::for_template(&[&model, &second], &image, template, options, explain);
+        }
+        _ if compares => {
+            return Err(Error::InvalidArgument(format!(
+                "template '{}' runs two models on an image; give an image (and model=, \
+                 compare=), not a trace",
+                template.name
+            )))
         }
         Source::Trace(arrays) => Trace::from_export(arrays)?,
         Source::TraceFile(path) => Trace::load_npz(&path)?,
@@ -339,10 +364,10 @@ fn story(
         options,
         explain,
     )?;
-    Ok(match name {
+    Ok(Stories::One(Box::new(match name {
         Some(name) => story.with_model_name(name),
         None => story,
-    })
+    })))
 }
 
 fn progress_bar(frames: usize, output: &Path) -> ProgressBar {

@@ -253,6 +253,7 @@ def render(
     template: str = "explainer",
     *,
     model: Optional[PathLike] = None,
+    compare: Optional[PathLike] = None,
     image: Optional[ImageLike] = None,
     labels: Optional[Sequence[str]] = None,
     explain: str = "rollout",
@@ -277,7 +278,10 @@ def render(
             atomically: nothing appears unless the render succeeded; an existing file is
             replaced.
         template: a built-in template name (see ``templates()``) or a ``.toml`` file.
-        model: for an image source, a model folder or hub id; None for the embedded model.
+        model: for an image source, a model folder, hub id, ``"embedded:swin"`` or
+            ``"embedded:vit"``; None for the embedded Swin.
+        compare: for the ``compare`` template, the second model, drawn beside ``model``'s
+            (as ``model``); None for the embedded ViT.
         image: for a trace source, the image it was made from (default: the trace's
             ``pixel_values``).
         labels: for a trace source, class names for its logits (default ``class N``).
@@ -317,8 +321,9 @@ def render(
     if trace_file is None and trace is None:
         if labels is not None:
             raise ValueError("labels= names a trace's logits; a model brings its own labels")
-    elif model is not None:
-        raise ValueError("model= runs on an image; a trace was already computed by its model")
+    elif model is not None or compare is not None:
+        which = "model=" if model is not None else "compare="
+        raise ValueError(f"{which} runs on an image; a trace was already computed by its model")
     if labels is not None:
         if isinstance(labels, str) or not all(isinstance(l, str) for l in labels):
             raise TypeError("labels: expected a list of class names (str)")
@@ -329,6 +334,7 @@ def render(
         os.fspath(output),
         os.fspath(template),
         _model_in(model),
+        None if compare is None else _path("compare", compare),
         image_in,
         trace_file,
         trace,

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
-use super::{read_input, ModelArgs, RenderArgs, StillArgs, TemplatesArgs, TraceArgs};
+use super::{read_input, CompareArgs, ModelArgs, RenderArgs, StillArgs, TemplatesArgs, TraceArgs};
 use swin_rollout::encode::{EncodeOptions, OutputFormat};
 use swin_rollout::error::{Error, Result};
 use swin_rollout::explain::ExplainOptions;
 use swin_rollout::model::Model;
 use swin_rollout::progress::ProgressBar;
-use swin_rollout::render::{self, Renderer, Story, Template};
+use swin_rollout::render::{self, Mode, Stories, Story, Template};
 use swin_rollout::rollout::RolloutOptions;
 use swin_rollout::trace::Trace;
 
@@ -45,6 +45,8 @@ struct Job {
 enum Source {
     /// A model run on each input; `None` for the schematic, which needs none.
     Model(Option<Box<Model>>),
+    /// Two models run on each input, for a compare template.
+    Pair(Box<[Model; 2]>),
     /// A trace made elsewhere, with the image it was made from if given.
     Trace {
         trace: Trace,
@@ -55,8 +57,28 @@ enum Source {
 }
 
 impl Source {
-    /// The model the template needs, or the trace of `--trace`.
-    fn new(template: &Template, model: &ModelArgs, trace: &TraceArgs) -> Result<Source> {
+    /// The model (or two) the template needs, or the trace of `--trace`.
+    fn new(
+        template: &Template,
+        model: &ModelArgs,
+        compare: &CompareArgs,
+        trace: &TraceArgs,
+    ) -> Result<Source> {
+        if template.mode == Mode::Compare {
+            if trace.trace.is_some() {
+                return Err(Error::InvalidArgument(format!(
+                    "template '{}' runs two models on the image; it takes no --trace: give                      --model and --compare (or neither, for the embedded Swin and ViT)",
+                    template.name
+                )));
+            }
+            return Ok(Source::Pair(Box::new([model.load()?, compare.load()?])));
+        }
+        if compare.compare.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "--compare names the second model of a compare template, and template '{}'                  shows one model; add --template compare",
+                template.name
+            )));
+        }
         let Some(path) = &trace.trace else {
             return load_model_for(template, model).map(|m| Source::Model(m.map(Box::new)));
         };
@@ -122,7 +144,7 @@ pub(super) fn render(args: &RenderArgs) -> Result<()> {
             output,
         };
         refuse_existing(&job.output, args.force || args.frames_dir.is_some())?;
-        let source = Source::new(&template, &args.model, &args.trace)?;
+        let source = Source::new(&template, &args.model, &args.compare, &args.trace)?;
         render_one(
             &job,
             &source,
@@ -154,24 +176,25 @@ fn refuse_existing(output: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn story_for(
+fn stories_for(
     input: Option<&Path>,
     source: &Source,
     template: &Template,
     options: &RolloutOptions,
     explain: &ExplainOptions,
-) -> Result<Story> {
-    match source {
-        Source::Model(Some(model)) => {
-            let image = read_input(input)?;
-            Story::for_template(model, &image, template, options, explain)
-        }
-        Source::Model(None) => Story::mechanism(&template.mechanism),
-        Source::Trace { trace, image, name } => {
-            Story::for_trace_template(trace, image.as_ref(), None, template, options, explain)
-                .map(|story| story.with_model_name(name.clone()))
-        }
-    }
+) -> Result<Stories> {
+    let run = |models: &[&Model]| {
+        Stories::for_template(models, &read_input(input)?, template, options, explain)
+    };
+    Ok(match source {
+        Source::Model(Some(model)) => run(&[model])?,
+        Source::Model(None) => Stories::One(Box::new(Story::mechanism(&template.mechanism)?)),
+        Source::Pair(models) => run(&[&models[0], &models[1]])?,
+        Source::Trace { trace, image, name } => Stories::One(Box::new(
+            Story::for_trace_template(trace, image.as_ref(), None, template, options, explain)?
+                .with_model_name(name.clone()),
+        )),
+    })
 }
 
 fn progress_bar(frames: usize, quiet: bool, label: &str) -> ProgressBar {
@@ -191,11 +214,11 @@ fn render_one(
 ) -> Result<()> {
     // A bad output name is reported before the model runs.
     OutputFormat::from_path(&job.output)?;
-    let story = story_for(job.input.as_deref(), source, template, options, explain)?;
-    let renderer = Renderer::new(&story, template)?;
-    let bar = progress_bar(renderer.frame_count(), quiet, &stem(job.input.as_deref()));
+    let stories = stories_for(job.input.as_deref(), source, template, options, explain)?;
+    let frames = stories.frames(template)?;
+    let bar = progress_bar(frames.frame_count(), quiet, &stem(job.input.as_deref()));
     let result = render::write_video(
-        &renderer,
+        &*frames,
         &job.output,
         encoder,
         &check_interrupted,
@@ -231,7 +254,7 @@ fn render_folder(
     let outputs = swin_rollout::output::outputs_in(&out_dir, &inputs, args.format.extension())?;
     let total = inputs.len();
     let jobs = shard.select(inputs.into_iter().zip(outputs).collect());
-    let source = Source::Model(load_model_for(template, &args.model)?.map(Box::new));
+    let source = Source::new(template, &args.model, &args.compare, &args.trace)?;
     let (mut made, mut skipped, mut failed) = (0, 0, 0);
     for (input, output) in &jobs {
         check_interrupted()?;
@@ -287,15 +310,16 @@ pub(super) fn still(args: &StillArgs) -> Result<()> {
     let explain = args.explain.options()?;
     refuse_existing(&args.output, args.force)?;
     swin_rollout::output::check_writable(&args.output)?;
-    let source = Source::new(&template, &args.model, &args.trace)?;
-    let story = story_for(
+    let source = Source::new(&template, &args.model, &args.compare, &args.trace)?;
+    let stories = stories_for(
         args.input.as_deref(),
         &source,
         &template,
         &options,
         &explain,
     )?;
-    render::write_still(&story, &template, args.at, &args.output)?;
+    let frame = stories.frames(&template)?.frame_at(args.at)?;
+    render::write_png(&frame, &args.output)?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }

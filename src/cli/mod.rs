@@ -25,8 +25,9 @@ Examples:
   swin-rollout export photo.jpg --model ./my-swin-folder -o trace.npz
 
 Models: a folder with config.json and model.safetensors (or pytorch_model.bin), in Hugging Face
-or timm layout, or a Hugging Face hub id (downloaded once into ~/.cache/huggingface/hub, then
-used offline).";
+or timm layout, a Hugging Face hub id (downloaded once into ~/.cache/huggingface/hub, then
+used offline), or embedded:swin (the default) / embedded:vit, the two small models inside the
+binary.";
 
 /// Shows how information flows through a Swin Transformer.
 #[derive(Debug, Parser)]
@@ -55,7 +56,7 @@ pub enum Command {
     Render(RenderArgs),
     /// Render one still: the stage figure, or the frame of any template at a given time.
     #[command(
-        after_help = "Examples:\n  swin-rollout still -o figure.png\n  swin-rollout still --trace trace.npz --image photo.jpg -o figure.png   # a trace, no model\n  swin-rollout still --template classes -o classes.png   # top classes' relevance side by side\n  swin-rollout still photo.jpg --template explainer --at 12.5 -o frame.png"
+        after_help = "Examples:\n  swin-rollout still -o figure.png\n  swin-rollout still --template compare --at 20 -o compare.png   # embedded Swin beside embedded ViT\n  swin-rollout still --trace trace.npz --image photo.jpg -o figure.png   # a trace, no model\n  swin-rollout still --template classes -o classes.png   # top classes' relevance side by side\n  swin-rollout still photo.jpg --template explainer --at 12.5 -o frame.png"
     )]
     Still(StillArgs),
     /// List the built-in templates, or print one to start your own.
@@ -82,6 +83,8 @@ Examples:
   swin-rollout render photo.jpg --template timelapse -o clip.gif
   swin-rollout render photos/ -o videos/ --template timelapse   # one video per image
   swin-rollout render --template mechanism -o mechanism.mp4     # the schematic, no model
+  swin-rollout render --template compare                       # embedded Swin beside embedded ViT
+  swin-rollout render photo.jpg --template compare --model SWIN --compare VIT
   swin-rollout render photo.jpg --frames-dir frames/           # numbered PNG frames
   swin-rollout render --trace trace.npz --image photo.jpg -o clip.mp4   # a trace, no model
   swin-rollout render photos/ -o videos/ --shard 0/4           # part 0 of 4 of the folder
@@ -96,21 +99,35 @@ skipped, so shards share one output folder and a rerun resumes.";
 /// Which model to run.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Model folder (Hugging Face or timm layout) or Hugging Face hub id [default: the
-    /// embedded Fashion-MNIST Swin].
+    /// Model folder (Hugging Face or timm layout), Hugging Face hub id, or embedded:swin /
+    /// embedded:vit [default: the embedded Fashion-MNIST Swin].
     #[arg(short, long, value_name = "FOLDER|HUB_ID")]
     pub model: Option<String>,
 }
 
 impl ModelArgs {
     pub(super) fn load(&self) -> Result<Model> {
-        let source = self
-            .model
-            .as_deref()
-            .map(ModelSource::parse)
-            .unwrap_or_default();
-        Model::load(&source)
+        load_model(self.model.as_deref(), ModelSource::Embedded)
     }
+}
+
+/// The second model of a compare template.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The second model of `--template compare`, drawn beside --model's: a folder, hub id,
+    /// or embedded:swin / embedded:vit [default: the embedded Fashion-MNIST ViT].
+    #[arg(long, value_name = "FOLDER|HUB_ID")]
+    pub compare: Option<String>,
+}
+
+impl CompareArgs {
+    pub(super) fn load(&self) -> Result<Model> {
+        load_model(self.compare.as_deref(), ModelSource::EmbeddedVit)
+    }
+}
+
+fn load_model(arg: Option<&str>, default: ModelSource) -> Result<Model> {
+    Model::load(&arg.map_or(default, ModelSource::parse))
 }
 
 /// Reads the image argument, or the embedded demo scene when there is none.
@@ -271,6 +288,9 @@ pub struct RenderArgs {
     /// A trace instead of a model.
     #[command(flatten)]
     pub trace: TraceArgs,
+    /// The second model of a compare template.
+    #[command(flatten)]
+    pub compare: CompareArgs,
     /// A part of the folder.
     #[command(flatten)]
     pub shard: ShardArgs,
@@ -319,6 +339,9 @@ pub struct StillArgs {
     /// A trace instead of a model.
     #[command(flatten)]
     pub trace: TraceArgs,
+    /// The second model of a compare template.
+    #[command(flatten)]
+    pub compare: CompareArgs,
     /// Built-in template name or a .toml file.
     #[arg(short, long, value_name = "NAME|FILE", default_value = "stages")]
     pub template: String,

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::checkpoint::{Checkpoint, Layout};
-use super::config::Config;
 use super::timm;
 use super::{Architecture, Model, Network};
 use crate::error::{Error, Result};
@@ -19,6 +18,9 @@ pub enum ModelSource {
     /// (`assets/model/`), so everything works offline.
     #[default]
     Embedded,
+    /// The small ViT trained on the same scenes that ships beside it (`assets/vit/`): the
+    /// compare template's default second model.
+    EmbeddedVit,
     /// A folder with `config.json` and `model.safetensors` or `pytorch_model.bin`.
     Folder(PathBuf),
     /// A Hugging Face hub id such as `microsoft/swin-tiny-patch4-window7-224`.
@@ -26,9 +28,15 @@ pub enum ModelSource {
 }
 
 impl ModelSource {
-    /// Reads a `--model` argument: an existing folder, else something shaped like a hub id
-    /// (`owner/name`), else a folder (which will be reported missing).
+    /// Reads a `--model` argument: `embedded:swin` or `embedded:vit` (the embedded models), an
+    /// existing folder, else something shaped like a hub id (`owner/name`), else a folder
+    /// (which will be reported missing).
     pub fn parse(arg: &str) -> Self {
+        match arg {
+            EMBEDDED_SWIN_ARG => return ModelSource::Embedded,
+            EMBEDDED_VIT_ARG => return ModelSource::EmbeddedVit,
+            _ => {}
+        }
         let path = Path::new(arg);
         let hub_like = !path.exists()
             && arg.matches('/').count() == 1
@@ -46,28 +54,53 @@ impl ModelSource {
     /// Loads the model.
     pub fn load(&self) -> Result<Model> {
         match self {
-            ModelSource::Embedded => {
-                let checkpoint =
-                    Checkpoint::from_safetensors_bytes(EMBEDDED_WEIGHTS, Path::new(EMBEDDED_NAME))?;
-                let config = Config::from_hf_json(EMBEDDED_CONFIG)?;
-                let preprocessor =
-                    Preprocessor::from_hf_json(EMBEDDED_PREPROCESSOR, config.image_size)?;
-                Ok(Model {
-                    network: Network::load(&checkpoint, Architecture::Swin(config))?,
-                    preprocessor,
-                    name: EMBEDDED_NAME.into(),
-                })
-            }
+            ModelSource::Embedded => EMBEDDED_SWIN.load(),
+            ModelSource::EmbeddedVit => EMBEDDED_VIT.load(),
             ModelSource::Folder(dir) => load_folder(dir, dir.display().to_string()),
             ModelSource::Hub(id) => load_hub(id),
         }
     }
 }
 
-const EMBEDDED_NAME: &str = "embedded fashion-swin";
-const EMBEDDED_CONFIG: &str = include_str!("../../assets/model/config.json");
-const EMBEDDED_PREPROCESSOR: &str = include_str!("../../assets/model/preprocessor_config.json");
-static EMBEDDED_WEIGHTS: &[u8] = include_bytes!("../../assets/model/model.safetensors");
+/// The `--model` argument that names the embedded Swin.
+pub const EMBEDDED_SWIN_ARG: &str = "embedded:swin";
+/// The `--model` argument that names the embedded ViT.
+pub const EMBEDDED_VIT_ARG: &str = "embedded:vit";
+
+/// A model whose files are inside the binary.
+struct Embedded {
+    name: &'static str,
+    config: &'static str,
+    preprocessor: &'static str,
+    weights: &'static [u8],
+}
+
+impl Embedded {
+    fn load(&self) -> Result<Model> {
+        let checkpoint = Checkpoint::from_safetensors_bytes(self.weights, Path::new(self.name))?;
+        let config = Architecture::from_hf_json(self.config)?;
+        let preprocessor = Preprocessor::from_hf_json(self.preprocessor, config.image_size())?;
+        Ok(Model {
+            network: Network::load(&checkpoint, config)?,
+            preprocessor,
+            name: self.name.into(),
+        })
+    }
+}
+
+static EMBEDDED_SWIN: Embedded = Embedded {
+    name: "embedded fashion-swin",
+    config: include_str!("../../assets/model/config.json"),
+    preprocessor: include_str!("../../assets/model/preprocessor_config.json"),
+    weights: include_bytes!("../../assets/model/model.safetensors"),
+};
+
+static EMBEDDED_VIT: Embedded = Embedded {
+    name: "embedded fashion-vit",
+    config: include_str!("../../assets/vit/config.json"),
+    preprocessor: include_str!("../../assets/vit/preprocessor_config.json"),
+    weights: include_bytes!("../../assets/vit/model.safetensors"),
+};
 
 /// The files of a model, wherever they lie.
 struct ModelFiles {

@@ -7,6 +7,7 @@
 //! however many threads render them.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use image::RgbImage;
@@ -26,7 +27,7 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub struct Renderer<'a> {
     story: &'a Story,
-    template: &'a Template,
+    template: Cow<'a, Template>,
     timeline: Timeline,
     text: Typesetter,
     background: image::RgbImage,
@@ -44,6 +45,21 @@ impl<'a> Renderer<'a> {
     /// draws the schematic: use [`Story::mechanism`] with `template.mechanism`), or a story
     /// without blocks.
     pub fn new(story: &'a Story, template: &'a Template) -> Result<Renderer<'a>> {
+        Renderer::with_template(story, Cow::Borrowed(template))
+    }
+
+    /// As [`Renderer::new`], with a template of its own (one side of a comparison).
+    pub(super) fn with_template(
+        story: &'a Story,
+        template: Cow<'a, Template>,
+    ) -> Result<Renderer<'a>> {
+        if template.mode == Mode::Compare {
+            return Err(Error::InvalidArgument(format!(
+                "template '{}' shows two models side by side; render it with \
+                 render::Comparison and a story of each",
+                template.name
+            )));
+        }
         if template.mode == Mode::Mechanism && !story.is_schematic() {
             return Err(Error::InvalidArgument(format!(
                 "template '{}' draws the schematic and needs no model; build its story with \
@@ -67,17 +83,18 @@ impl<'a> Renderer<'a> {
         extra.push_str(&story.model);
         let text = Typesetter::new(&template.text_styles(), &extra)?;
         let base = story.base_vars();
+        let background = solid(template.width, template.height, template.colors.background);
         let mut r = Renderer {
             story,
             template,
             timeline,
             text,
-            background: solid(template.width, template.height, template.colors.background),
+            background,
             panels: Vec::new(),
             figure: OnceLock::new(),
             base,
         };
-        let scales = Scales::new(template, story);
+        let scales = Scales::new(&r.template, story);
         let prepare = Prepare {
             ctx: &r.ctx(),
             story,
@@ -160,7 +177,7 @@ impl<'a> Renderer<'a> {
             )));
         }
         let m = self.timeline.moment(index);
-        let focus = Focus::new(self.story, self.template, &m);
+        let focus = Focus::new(self.story, &self.template, &m);
         let vars = self.vars(&focus);
         let ctx = self.ctx();
         let mut img = self.background.clone();
@@ -185,14 +202,23 @@ impl<'a> Renderer<'a> {
             // What every frame of a video shows, over the stage or the figure.
             self.draw(&mut f, Layer::Chrome);
         }
-        self.captions(&mut img, &m, &vars);
+        self.captions(&mut img, &m, &vars, false);
         Ok(img)
+    }
+
+    /// Draws the captions of a compare template that are anchored on the whole canvas
+    /// (`canvas = true`) onto `img`, the whole canvas, as they read at frame `index`.
+    pub(super) fn canvas_captions(&self, img: &mut RgbImage, index: usize) {
+        let m = self.timeline.moment(index.min(self.frame_count() - 1));
+        let focus = Focus::new(self.story, &self.template, &m);
+        let vars = self.vars(&focus);
+        self.captions(img, &m, &vars, true);
     }
 
     fn ctx(&self) -> Ctx<'_> {
         Ctx {
             text: &self.text,
-            template: self.template,
+            template: &self.template,
         }
     }
 
@@ -219,7 +245,8 @@ impl<'a> Renderer<'a> {
         })
     }
 
-    fn captions(&self, img: &mut RgbImage, m: &Moment, vars: &Vars) {
+    /// Draws the captions whose `canvas` is `canvas` that show at `m`.
+    fn captions(&self, img: &mut RgbImage, m: &Moment, vars: &Vars, canvas: bool) {
         let shifted = match m.beat {
             Beat::Block(k) => self.story.geometries[k].shift > 0,
             _ => false,
@@ -236,6 +263,7 @@ impl<'a> Renderer<'a> {
                     _ => false,
                 });
             if !show
+                || c.canvas != canvas
                 || c.explain.is_some_and(|e| e != self.story.explanation)
                 || c.attention
                     .is_some_and(|a| a != self.story.attention_kind())

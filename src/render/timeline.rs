@@ -68,6 +68,16 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// Seconds that the block and merge beats over blocks with `geometries` last under
+    /// `timing` (before `max_duration` shortens them).
+    pub fn body_seconds(timing: &Timing, geometries: &[Geometry]) -> f64 {
+        let merges = geometries
+            .windows(2)
+            .filter(|p| p[0].stage != p[1].stage)
+            .count();
+        geometries.len() as f64 * timing.block + merges as f64 * timing.merge
+    }
+
     /// The timeline of a template's `timing` at `fps` over blocks with `geometries`.
     ///
     /// In figure mode it is one frame. With `timing.max_duration` set and exceeded, block and
@@ -88,11 +98,7 @@ impl Timeline {
                 frames: 1,
             };
         }
-        let merges = geometries
-            .windows(2)
-            .filter(|p| p[0].stage != p[1].stage)
-            .count();
-        let body = geometries.len() as f64 * timing.block + merges as f64 * timing.merge;
+        let body = Timeline::body_seconds(&timing, geometries);
         let mut scaled = false;
         if timing.max_duration > 0.0 && timing.intro + body + timing.finale > timing.max_duration {
             let factor = ((timing.max_duration - timing.intro - timing.finale) / body).max(0.0);

@@ -19,9 +19,9 @@ mod spec;
 use std::path::Path;
 
 pub use spec::{
-    AttentionKind, Canvas, Caption, ClassesSpec, Colors, During, FigureSpec, Fonts, Formats,
-    ImageSpec, MatrixSpec, MechanismSpec, Mode, Order, OverlaySpec, Paint, RangeMode, ScaleKind,
-    Timing, TrackSpec,
+    AttentionKind, Canvas, Caption, ClassesSpec, Colors, CompareSpec, During, FigureSpec, Fonts,
+    Formats, ImageSpec, MatrixSpec, MechanismSpec, Mode, Order, OverlaySpec, Paint, RangeMode,
+    ScaleKind, Timing, TrackSpec,
 };
 
 use super::format::Format;
@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use diagnostics::Cx;
 
 /// The built-in templates: name, file name (for messages) and text.
-const BUILTIN: [(&str, &str, &str); 6] = [
+const BUILTIN: [(&str, &str, &str); 7] = [
     (
         "explainer",
         "templates/explainer.toml",
@@ -59,6 +59,11 @@ const BUILTIN: [(&str, &str, &str); 6] = [
         "classes",
         "templates/classes.toml",
         include_str!("../../../templates/classes.toml"),
+    ),
+    (
+        "compare",
+        "templates/compare.toml",
+        include_str!("../../../templates/compare.toml"),
     ),
 ];
 
@@ -99,6 +104,8 @@ pub struct Template {
     pub track: Option<TrackSpec>,
     /// The schematic's grid.
     pub mechanism: MechanismSpec,
+    /// The two models' boxes (compare mode only).
+    pub compare: Option<CompareSpec>,
     /// Captions.
     pub captions: Vec<Caption>,
 }
@@ -162,6 +169,20 @@ impl Template {
     /// built-in schematic.
     pub fn needs_model(&self) -> bool {
         self.mode != Mode::Mechanism
+    }
+
+    /// The story template that draws one model's side of a compare template in a box of
+    /// `size`: every panel and caption as placed (relative to the box), with the block and
+    /// merge beats lasting `stretch` times as long, so that two models of different depths
+    /// go through their blocks together.
+    pub fn side(&self, size: (u32, u32), stretch: f64) -> Template {
+        let mut t = self.clone();
+        t.mode = Mode::Story;
+        (t.width, t.height) = size;
+        t.compare = None;
+        t.timing.block *= stretch;
+        t.timing.merge *= stretch;
+        t
     }
 
     /// Every `(size, bold)` the template draws text with, so glyphs can be prepared.

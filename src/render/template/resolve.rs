@@ -3,7 +3,7 @@
 //! [`Template`] they leave.
 
 use super::diagnostics::Cx;
-use super::spec::{Document, ScaleKind, OFF};
+use super::spec::{CompareSpec, Document, ScaleKind, OFF};
 use super::{Mode, Template};
 use crate::error::Result;
 use crate::render::canvas::Rect;
@@ -28,7 +28,7 @@ impl Document {
             return Err(cx.err(&span, format!("fps = {fps} must lie in [1, 240]")));
         }
         let timing = self.timing;
-        if self.mode == Mode::Story && timing.block <= 0.0 {
+        if matches!(self.mode, Mode::Story | Mode::Compare) && timing.block <= 0.0 {
             return Err(cx.err(
                 &cx.span("timing", None, "block"),
                 "block must be above 0 seconds",
@@ -48,21 +48,22 @@ impl Document {
             return Err(cx.whole("[colors] regions needs at least one colour"));
         }
 
-        // A panel is shown where it is placed, and then it must fit the canvas.
+        let canvas = (width as i32, height as i32);
+        let compare = self.compare_boxes(cx, canvas)?;
+        // In a compare template, panels go inside each model's box: they must fit the smaller.
+        let (room, what) = match &compare {
+            Some(c) => (
+                (c.left.w.min(c.right.w), c.left.h.min(c.right.h)),
+                "box of [compare] (the smaller of left and right)",
+            ),
+            None => (canvas, "canvas"),
+        };
+        // A panel is shown where it is placed, and then it must fit.
         let placed = |table: &str, place: Rect| -> Result<bool> {
             if place == OFF {
                 return Ok(false);
             }
-            let Rect { x, y, w, h } = place;
-            if !(w > 0 && h > 0 && x + w <= width as i32 && y + h <= height as i32) {
-                return Err(cx.err(
-                    &cx.span(table, None, "place"),
-                    format!(
-                        "place = [{x}, {y}, {w}, {h}] does not fit the {width}×{height} canvas \
-                         (x, y, width, height with width and height > 0)"
-                    ),
-                ));
-            }
+            fits(cx, (table, "place"), place, room, what)?;
             Ok(true)
         };
         let image = placed("image", self.image.place)?.then_some(self.image);
@@ -120,6 +121,7 @@ impl Document {
             classes,
             track,
             mechanism,
+            compare,
             captions: self.caption,
         };
         let nothing = match template.mode {
@@ -140,4 +142,62 @@ impl Document {
         }
         Ok(template)
     }
+
+    /// The two boxes of a compare template, each fitting the canvas; `[compare]` elsewhere,
+    /// or a canvas caption outside a compare template, is an error.
+    fn compare_boxes(&self, cx: &Cx, canvas: (i32, i32)) -> Result<Option<CompareSpec>> {
+        let c = &self.compare;
+        if self.mode != Mode::Compare {
+            if *c != CompareSpec::default() {
+                return Err(cx.err(
+                    &cx.span("compare", None, "left"),
+                    "[compare] places two models side by side; it needs mode = \"compare\"",
+                ));
+            }
+            if let Some(i) = self.caption.iter().position(|c| c.canvas) {
+                return Err(cx.err(
+                    &cx.span("caption", Some(i), "canvas"),
+                    "canvas = true anchors a caption on the whole canvas of a compare \
+                     template (mode = \"compare\"); leave it out",
+                ));
+            }
+            return Ok(None);
+        }
+        for (key, place) in [("left", c.left), ("right", c.right)] {
+            if place == OFF {
+                return Err(cx.err(
+                    &cx.span("compare", None, key),
+                    format!(
+                        "a compare template needs [compare] {key} = [x, y, width, height]: \
+                         the box of the {} model",
+                        if key == "left" { "first" } else { "second" }
+                    ),
+                ));
+            }
+            fits(cx, ("compare", key), place, canvas, "canvas")?;
+        }
+        Ok(Some(c.clone()))
+    }
+}
+
+/// Checks that `place`, the value of `table.key`, lies inside a `room` of width and height
+/// (`what` names it in the message).
+fn fits(
+    cx: &Cx,
+    (table, key): (&str, &str),
+    place: Rect,
+    (w0, h0): (i32, i32),
+    what: &str,
+) -> Result<()> {
+    let Rect { x, y, w, h } = place;
+    if w > 0 && h > 0 && x + w <= w0 && y + h <= h0 {
+        return Ok(());
+    }
+    Err(cx.err(
+        &cx.span(table, None, key),
+        format!(
+            "{key} = [{x}, {y}, {w}, {h}] does not fit the {w0}×{h0} {what} (x, y, width, \
+             height with width and height > 0)"
+        ),
+    ))
 }

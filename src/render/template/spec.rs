@@ -81,6 +81,9 @@ pub enum Mode {
     Figure,
     /// One still figure: the top classes' relevance maps side by side.
     Classes,
+    /// Two models' stories side by side and in step (needs two models and an image): the
+    /// story panels are drawn once in each of `[compare]`'s boxes.
+    Compare,
 }
 
 impl Mode {
@@ -447,6 +450,19 @@ section! {
 }
 
 section! {
+    /// The two boxes of a compare template. Each draws one model's story: the panels' places
+    /// and the captions' anchors are relative to the box, and must fit the smaller one.
+    pub struct CompareSpec {
+        /// The first model's box on the canvas (`--model`).
+        #[serde(deserialize_with = "place")]
+        pub left: Rect = OFF,
+        /// The second model's box on the canvas (`--compare`).
+        #[serde(deserialize_with = "place")]
+        pub right: Rect = OFF,
+    }
+}
+
+section! {
     /// The schematic's synthetic grid.
     #[derive(Copy)]
     pub struct MechanismSpec {
@@ -493,6 +509,10 @@ pub struct Caption {
     /// Shown only for a trace of this kind of attention (`None`: always).
     #[serde(default)]
     pub attention: Option<AttentionKind>,
+    /// In a compare template: drawn once, anchored on the whole canvas, with the first
+    /// model's placeholders and beats, instead of in each model's box.
+    #[serde(default)]
+    pub canvas: bool,
 }
 
 impl Caption {
@@ -532,6 +552,8 @@ pub(super) struct Document {
     pub track: TrackSpec,
     #[serde(default)]
     pub mechanism: MechanismSpec,
+    #[serde(default)]
+    pub compare: CompareSpec,
     #[serde(default)]
     pub caption: Vec<Caption>,
 }
