@@ -3,10 +3,11 @@
 use std::path::Path;
 
 use crate::error::Result;
+use crate::geometry::RollOrder;
 use crate::npz::{self, Array};
 use crate::relevance::Relevance;
 use crate::rollout::Rollout;
-use crate::trace::Trace;
+use crate::trace::{Trace, ROLL_BEFORE_PAD};
 
 /// The per-block geometry as the `[L, 8]` int64 table of the export format: stage,
 /// block_in_stage, height, width, padded_height, padded_width, window, shift.
@@ -33,6 +34,8 @@ pub fn geometry_table(trace: &Trace) -> Vec<i64> {
 
 /// Writes `pixel_values`, `logits` (absent for a headless model), `geometry`, `prefix_tokens`
 /// (an int64 scalar: 0 for window attention, 1 or 2 for a ViT's CLS and distillation tokens),
+/// `roll_before_pad` (an int64 scalar 1, only for a model that rolls its shifted grids before
+/// padding them, as timm's Swins do; absent otherwise),
 /// `attn_00`… (`[1, heads, T, T]` for a ViT) to `path`; with a rollout its
 /// pooled map after every block, `rollout_00`… `[H₀, W₀]`, and the final one as `rollout`;
 /// with a relevance its map after every block, `relevance_00`… `[H₀, W₀]` (the mean of R_b's
@@ -72,6 +75,15 @@ pub fn with_arrays<R>(
     // Tokens before the patches in every attention matrix: none in a window trace.
     let prefix = [trace.blocks.first().map_or(0, |b| b.geometry.prefix as i64)];
     arrays.push(Array::i64("prefix_tokens", &[], &prefix));
+    // Written only for the order that is not the default, so every other export keeps its
+    // bytes: timm rolls a shifted grid before padding it.
+    let timm_roll = trace
+        .blocks
+        .iter()
+        .any(|b| b.geometry.roll == RollOrder::RollThenPad);
+    if timm_roll {
+        arrays.push(Array::i64(ROLL_BEFORE_PAD, &[], &[1]));
+    }
     for (k, block) in trace.blocks.iter().enumerate() {
         let a = block.geometry.window_area();
         arrays.push(Array::f32(

@@ -30,6 +30,23 @@ pub struct Geometry {
     /// Tokens before the grid's patches in the attended sequence (a ViT's CLS and
     /// distillation tokens); 0 for window attention.
     pub prefix: usize,
+    /// Whether the cyclic shift rolls the padded grid (Hugging Face) or the grid before it is
+    /// padded (timm); the two put different tokens at a window's places where a shifted grid
+    /// is padded.
+    pub roll: RollOrder,
+}
+
+/// In which order a shifted block pads its grid and rolls it, which decides the token at each
+/// window place when the grid is not a multiple of the window (otherwise both agree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RollOrder {
+    /// Pad at the bottom and right, then roll the padded grid by −s (Hugging Face
+    /// `transformers`, Swin V1 and V2).
+    #[default]
+    PadThenRoll,
+    /// Roll the unpadded grid by −s, then pad at the bottom and right (timm's
+    /// `SwinTransformer` and `SwinTransformerV2`).
+    RollThenPad,
 }
 
 impl Geometry {
@@ -76,7 +93,13 @@ impl Geometry {
             window,
             shift,
             prefix: 0,
+            roll: RollOrder::default(),
         }
+    }
+
+    /// The same geometry with the pad/roll order `roll`.
+    pub fn with_roll(self, roll: RollOrder) -> Self {
+        Geometry { roll, ..self }
     }
 
     /// The geometry of block `block` of a ViT: global attention over `prefix` tokens and the
@@ -92,6 +115,7 @@ impl Geometry {
             window: 0,
             shift: 0,
             prefix,
+            roll: RollOrder::default(),
         }
     }
 
@@ -245,10 +269,13 @@ impl Geometry {
     /// unshifted, unpadded grid, or `None` where the place holds padding. A global block's only
     /// window holds the sequence in order.
     ///
-    /// The reference implementation pads at the bottom and right, then rolls the padded grid by
-    /// −s on both axes before cutting windows, so local place (r, c) of window (wr, wc) holds
-    /// padded-grid position ((wr·M + r + s) mod Hp, (wc·M + c + s) mod Wp); positions with
-    /// y ≥ H or x ≥ W are padding.
+    /// With [`RollOrder::PadThenRoll`] (Hugging Face) the grid is padded at the bottom and
+    /// right, then the padded grid is rolled by −s on both axes before windows are cut, so
+    /// local place (r, c) of window (wr, wc) holds padded-grid position
+    /// ((wr·M + r + s) mod Hp, (wc·M + c + s) mod Wp); positions with y ≥ H or x ≥ W are
+    /// padding. With [`RollOrder::RollThenPad`] (timm) the unpadded grid is rolled first: the
+    /// place at padded position (Y, X) = (wr·M + r, wc·M + c) is padding where Y ≥ H or X ≥ W
+    /// and otherwise holds token ((Y + s) mod H, (X + s) mod W).
     ///
     /// # Panics
     /// If the window is 0 or the padded grid is empty (a geometry no model produces).
@@ -260,8 +287,22 @@ impl Geometry {
         let across = self.windows_across();
         let (wr, wc) = (window / across, window % across);
         let (r, c) = (position / m, position % m);
-        let y = (wr * m + r + self.shift) % self.padded_height;
-        let x = (wc * m + c + self.shift) % self.padded_width;
+        let (y, x) = match self.roll {
+            RollOrder::PadThenRoll => (
+                (wr * m + r + self.shift) % self.padded_height,
+                (wc * m + c + self.shift) % self.padded_width,
+            ),
+            RollOrder::RollThenPad => {
+                let (y, x) = (wr * m + r, wc * m + c);
+                if y >= self.height || x >= self.width {
+                    return None;
+                }
+                (
+                    (y + self.shift) % self.height,
+                    (x + self.shift) % self.width,
+                )
+            }
+        };
         (y < self.height && x < self.width).then(|| (y * self.width + x) as u32)
     }
 
@@ -284,12 +325,24 @@ impl Geometry {
     /// As in the reference implementation, the mask is built on the rolled grid: rolled rows
     /// `[0, Hp−M)` are region 0, `[Hp−M, Hp−s)` region 1 and `[Hp−s, Hp)` region 2 (the same
     /// for columns), and a token's region is `3·row_region + column_region`. Without a shift
-    /// every token is in region 0.
+    /// every token is in region 0. The regions lie on the padded grid in both roll orders;
+    /// which token sits in a region depends on [`Geometry::roll`].
     pub fn shift_region(&self, y: usize, x: usize) -> usize {
         let s = self.shift;
-        // Image row y sits at rolled row y − s.
+        // Image row y sits at rolled row y − s, modulo the grid that was rolled.
         let roll = |v: usize, n: usize| (v + n - s % n) % n;
-        self.rolled_region(roll(y, self.padded_height), roll(x, self.padded_width))
+        let (rows, columns) = self.rolled_size();
+        self.rolled_region(roll(y, rows), roll(x, columns))
+    }
+
+    /// Rows and columns of the grid the cyclic shift rolls: the padded grid with
+    /// [`RollOrder::PadThenRoll`], the real grid with [`RollOrder::RollThenPad`]. Image row y
+    /// sits at rolled row (y − s) modulo the first.
+    pub fn rolled_size(&self) -> (usize, usize) {
+        match self.roll {
+            RollOrder::PadThenRoll => (self.padded_height, self.padded_width),
+            RollOrder::RollThenPad => (self.height, self.width),
+        }
     }
 
     /// The shift-mask region of the token at `(row, column)` of the rolled, padded grid (the
@@ -338,7 +391,7 @@ impl Geometry {
 
 #[cfg(test)]
 mod tests {
-    use super::Geometry;
+    use super::{Geometry, RollOrder};
 
     #[test]
     fn index_image_without_shift_or_padding_is_window_partition() {
@@ -379,6 +432,102 @@ mod tests {
         assert_eq!(g.token_at(0, 0), Some(4)); // padded (1, 1)
         assert_eq!(g.token_at(0, 2), Some(7)); // padded (2, 1)
         assert_eq!(g.token_at(1, 0), None); // padded (1, 3): x = 3 ≥ W
+    }
+
+    /// The index image by materializing the grid: tokens `y·W + x` on an H×W grid, rolled and
+    /// padded in `roll`'s order, cut into M×M windows.
+    fn dense_index_image(g: &Geometry) -> Vec<u32> {
+        let (h, w, hp, wp, m, s) = (
+            g.height,
+            g.width,
+            g.padded_height,
+            g.padded_width,
+            g.window,
+            g.shift,
+        );
+        let pad = Geometry::PADDING;
+        let mut grid = vec![vec![pad; wp]; hp];
+        match g.roll {
+            RollOrder::PadThenRoll => {
+                let mut padded = vec![vec![pad; wp]; hp];
+                for (y, row) in padded.iter_mut().enumerate().take(h) {
+                    for (x, v) in row.iter_mut().enumerate().take(w) {
+                        *v = (y * w + x) as u32;
+                    }
+                }
+                for (y, row) in grid.iter_mut().enumerate() {
+                    for (x, v) in row.iter_mut().enumerate() {
+                        *v = padded[(y + s) % hp][(x + s) % wp];
+                    }
+                }
+            }
+            RollOrder::RollThenPad => {
+                for (y, row) in grid.iter_mut().enumerate().take(h) {
+                    for (x, v) in row.iter_mut().enumerate().take(w) {
+                        *v = (((y + s) % h) * w + (x + s) % w) as u32;
+                    }
+                }
+            }
+        }
+        let mut image = Vec::new();
+        for wr in 0..hp / m {
+            for wc in 0..wp / m {
+                for r in 0..m {
+                    for c in 0..m {
+                        image.push(grid[wr * m + r][wc * m + c]);
+                    }
+                }
+            }
+        }
+        image
+    }
+
+    #[test]
+    fn both_roll_orders_match_a_materialized_grid() {
+        for (h, w, m, s) in [
+            (5, 3, 2, 1),
+            (7, 9, 4, 2),
+            (6, 6, 4, 2),
+            (13, 13, 4, 2),
+            (8, 8, 4, 2),
+        ] {
+            for roll in [RollOrder::PadThenRoll, RollOrder::RollThenPad] {
+                let g = Geometry::new(0, 1, h, w, m, s).with_roll(roll);
+                assert_eq!(
+                    g.index_image(),
+                    dense_index_image(&g),
+                    "{h}×{w} M{m} s{s} {roll:?}"
+                );
+                // Every token's region is the region of the place that holds it.
+                for (place, &t) in g.index_image().iter().enumerate() {
+                    if t == Geometry::PADDING {
+                        continue;
+                    }
+                    let (window, p) = (place / (m * m), place % (m * m));
+                    let across = g.windows_across();
+                    let (y, x) = ((window / across) * m + p / m, (window % across) * m + p % m);
+                    let (ty, tx) = (t as usize / w, t as usize % w);
+                    assert_eq!(g.shift_region(ty, tx), g.rolled_region(y, x), "{roll:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn roll_orders_differ_only_where_a_shifted_grid_is_padded() {
+        let hf = Geometry::new(0, 1, 7, 9, 4, 2);
+        let timm = hf.with_roll(RollOrder::RollThenPad);
+        assert_ne!(hf.index_image(), timm.index_image());
+        let hf = Geometry::new(0, 1, 8, 12, 4, 2);
+        assert_eq!(
+            hf.index_image(),
+            hf.with_roll(RollOrder::RollThenPad).index_image()
+        );
+        let hf = Geometry::new(0, 0, 7, 9, 4, 0);
+        assert_eq!(
+            hf.index_image(),
+            hf.with_roll(RollOrder::RollThenPad).index_image()
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub mod trace;
 
 pub use error::{Error, Result};
 pub use explain::{ExplainOptions, Explained, Explanation};
-pub use geometry::Geometry;
+pub use geometry::{Geometry, RollOrder};
 pub use model::{Model, ModelSource};
 pub use relevance::{Relevance, RelevanceMap};
 pub use rollout::{HeadFusion, Map, PairMap, Rollout, RolloutOptions, SparseAttention};

@@ -503,6 +503,7 @@ fn check_fixture(dir: &str) {
                 window: r[6],
                 shift: r[7],
                 prefix: 0,
+                roll: Default::default(),
             };
             let (shape, attention) = read_f32(&st, &format!("attn_{k:02}"));
             assert_eq!(shape.len(), 4, "attn_{k:02} shape");

@@ -7,8 +7,10 @@
   inline on a repository page; the MP4 that `render` writes is the full-quality version).
 - docs/stages.png: `swin-rollout still` (the stage figure).
 - docs/classes.png: `swin-rollout still --template classes` (the top classes' relevance).
-- docs/vit_explainer_block.png: `swin-rollout still --model assets/vit --template explainer
+- docs/vit_explainer_block.png: `swin-rollout still --model embedded:vit --template explainer
   --at 9` (the small ViT's global attention, its second block filling).
+- docs/compare.png: `swin-rollout still --template compare --at 25` (the embedded Swin's
+  shifted stage-3 block beside the embedded ViT's full matrix).
 - docs/explainer_*.png, docs/mechanism_shifted.png: key frames from the `render_preview`
   example.
 """
@@ -28,7 +30,6 @@ DOCS = os.path.join(ROOT, "docs")
 SCENE = os.path.join(ROOT, "assets", "scenes", "scene_0.png")
 # Relative, run from ROOT: the frames print the model's path in their header.
 MODEL = os.path.join("assets", "model")
-VIT = os.path.join("assets", "vit")
 
 # render_preview's file → the README's file.
 KEY_FRAMES = {
@@ -70,8 +71,10 @@ def main():
         gif(frames, os.path.join(DOCS, "timelapse.gif"))
         run(BIN, "still", SCENE, "-o", os.path.join(DOCS, "stages.png"), "--force")
         run(BIN, "still", SCENE, "--template", "classes", "-o", os.path.join(DOCS, "classes.png"), "--force")
-        run(BIN, "still", SCENE, "--model", VIT, "--template", "explainer", "--at", "9",
+        run(BIN, "still", SCENE, "--model", "embedded:vit", "--template", "explainer", "--at", "9",
             "-o", os.path.join(DOCS, "vit_explainer_block.png"), "--force")
+        run(BIN, "still", SCENE, "--template", "compare", "--at", "25",
+            "-o", os.path.join(DOCS, "compare.png"), "--force")
         keys = os.path.join(tmp, "keys")
         run(PREVIEW, MODEL, SCENE, keys)
         for src, dst in KEY_FRAMES.items():

@@ -37,6 +37,7 @@ type TraceIn<'py> = (
     Option<ArrayIn<'py>>,
     Option<ArrayIn<'py>>,
     Option<ArrayIn<'py>>,
+    Option<ArrayIn<'py>>,
 );
 
 /// Models loaded once per process: the embedded one and hub ids (a folder is read again each
@@ -102,7 +103,9 @@ fn read_image(
 }
 
 fn trace_arrays(trace: &TraceIn) -> PyResult<TraceArrays> {
-    let (geometry, attentions, logits, pixel_values, prefix_tokens) = trace;
+    let (geometry, attentions, logits, pixel_values, prefix_tokens, roll_before_pad) = trace;
+    let scalar =
+        |name: &str, a: &Option<ArrayIn>| a.as_ref().map(|a| arrays::nd_array(name, a)).transpose();
     Ok(TraceArrays {
         geometry: arrays::nd_array("geometry", geometry)?,
         attentions: attentions
@@ -118,10 +121,8 @@ fn trace_arrays(trace: &TraceIn) -> PyResult<TraceArrays> {
             .as_ref()
             .map(|p| arrays::nd_array("pixel_values", p))
             .transpose()?,
-        prefix_tokens: prefix_tokens
-            .as_ref()
-            .map(|p| arrays::nd_array("prefix_tokens", p))
-            .transpose()?,
+        prefix_tokens: scalar("prefix_tokens", prefix_tokens)?,
+        roll_before_pad: scalar(swin_rollout::trace::ROLL_BEFORE_PAD, roll_before_pad)?,
     })
 }
 
@@ -198,17 +199,18 @@ fn explain(
 /// The pooled window-aware rollout after every block, `[L, H₀, W₀]`: see
 /// `swin_rollout.rollout`.
 #[pyfunction]
-#[pyo3(signature = (geometry, attentions, head_fusion, residual, discard))]
+#[pyo3(signature = (geometry, attentions, roll_before_pad, head_fusion, residual, discard))]
 fn rollout(
     py: Python<'_>,
     geometry: ArrayIn,
     attentions: Vec<ArrayIn>,
+    roll_before_pad: Option<ArrayIn>,
     head_fusion: &str,
     residual: f32,
     discard: f32,
 ) -> PyResult<ArrayOut> {
     let options = rollout_options(head_fusion, residual, discard).map_err(to_py)?;
-    let arrays = trace_arrays(&(geometry, attentions, None, None, None))?;
+    let arrays = trace_arrays(&(geometry, attentions, None, None, None, roll_before_pad))?;
     let maps = py
         .detach(|| -> Result<_> {
             let trace = Trace::from_export(arrays)?;
@@ -228,7 +230,7 @@ enum Source {
     /// The model (`None`: the embedded Swin) and, for a compare template, the second model
     /// (`None`: the embedded ViT).
     Model(Option<String>, Option<String>),
-    Trace(TraceArrays),
+    Trace(Box<TraceArrays>),
     TraceFile(PathBuf),
 }
 
@@ -270,7 +272,7 @@ fn render(
     };
     let source = match (trace_file, trace) {
         (Some(path), _) => Source::TraceFile(path),
-        (None, Some(t)) => Source::Trace(trace_arrays(&t)?),
+        (None, Some(t)) => Source::Trace(Box::new(trace_arrays(&t)?)),
         (None, None) => Source::Model(model, compare),
     };
     let (path, pixels) = image;
@@ -353,7 +355,7 @@ fn stories(
                 template.name
             )))
         }
-        Source::Trace(arrays) => Trace::from_export(arrays)?,
+        Source::Trace(arrays) => Trace::from_export(*arrays)?,
         Source::TraceFile(path) => Trace::load_npz(&path)?,
     };
     let story = Story::for_trace_template(

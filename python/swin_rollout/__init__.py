@@ -161,8 +161,9 @@ def explain(
     Args:
         image: a path, or an H×W×3 uint8 RGB array (any size: it is resized as the model's
             preprocessor says).
-        model: a model folder (Hugging Face or timm layout) or a hub id; None for the embedded
-            model (a small Swin trained on cluttered Fashion-MNIST).
+        model: a model folder (Hugging Face or timm layout), a hub id, or ``"embedded:swin"``
+            / ``"embedded:vit"``; None for the embedded Swin (a small Swin trained on cluttered
+            Fashion-MNIST; the embedded ViT is trained on the same scenes).
         explain: "rollout" (where information flows) or "relevance" (why this class).
         target: for relevance, the class as a label or an index; None for the top prediction.
         head_fusion: "mean", "max" or "min".
@@ -197,6 +198,7 @@ def rollout(
     head_fusion: str = "mean",
     residual: float = 0.5,
     discard: float = 0.0,
+    roll_before_pad: bool = False,
 ) -> np.ndarray:
     """The window-aware rollout of attention computed anywhere.
 
@@ -205,6 +207,9 @@ def rollout(
             windows row-major over the shifted, padded grid (as Swin computes them).
         geometry: i64 [L, 8], one row per block: stage, block_in_stage, height, width,
             padded_height, padded_width, window, shift.
+        roll_before_pad: True for attention of timm's Swins, whose shifted blocks roll the
+            grid before padding it (a trace's ``roll_before_pad``); Hugging Face pads first.
+            The two orders differ only where a shifted grid is padded.
 
     Returns:
         f32 [L, H₀, W₀]: the pooled map (mean of R_b's rows, summing to 1) after every block,
@@ -223,7 +228,11 @@ def rollout(
     attn_in = [
         _array_in(f"attn_{k:02}", a, np.float32, ndim=4) for k, a in enumerate(attentions)
     ]
-    _, *rest = _native.rollout(geometry_in, attn_in, *options)
+    if not isinstance(roll_before_pad, (bool, np.bool_)):
+        raise TypeError(f"roll_before_pad must be True or False, got {roll_before_pad!r}")
+    roll = np.array(int(roll_before_pad), dtype=np.int64)
+    _, *rest = _native.rollout(geometry_in, attn_in, _array_in("roll_before_pad", roll, np.int64),
+                               *options)
     return _from_native("rollout", *rest)
 
 
@@ -242,8 +251,9 @@ def _trace_in(trace: Mapping) -> tuple:
     for key in ("logits", "pixel_values"):
         value = trace.get(key)
         optional.append(None if value is None else _array_in(key, value, np.float32))
-    prefix = trace.get("prefix_tokens")
-    optional.append(None if prefix is None else _array_in("prefix_tokens", prefix, np.int64))
+    for key in ("prefix_tokens", "roll_before_pad"):
+        value = trace.get(key)
+        optional.append(None if value is None else _array_in(key, value, np.int64))
     return (geometry, attentions, *optional)
 
 
@@ -363,8 +373,9 @@ def save_trace(path: PathLike, trace: Mapping) -> Path:
     for key in ("logits", "pixel_values"):
         if trace.get(key) is not None:
             arrays[key] = np.asarray(trace[key], dtype=np.float32)
-    if trace.get("prefix_tokens") is not None:
-        arrays["prefix_tokens"] = np.asarray(trace["prefix_tokens"], dtype=np.int64)
+    for key in ("prefix_tokens", "roll_before_pad"):
+        if trace.get(key) is not None:
+            arrays[key] = np.asarray(trace[key], dtype=np.int64)
     # Through a hidden temporary file beside it, so that no half-written trace is left; and to
     # a file object, since numpy would append .npz to other names.
     tmp = path.with_name(f".{path.name}.part")

@@ -45,17 +45,10 @@ class _Block:
         # timm's fused attention: the block's qkv projection, to compute the probabilities.
         self.qkv = None
 
-    def geometry_row(self, family: str) -> list:
+    def geometry_row(self) -> list:
         h, w = self.grid
         m, s = self.window, self.shift
         ph, pw = -(-h // m) * m, -(-w // m) * m
-        if family == "timm" and s > 0 and (ph != h or pw != w):
-            raise ValueError(
-                f"block {self.stage}.{self.index}: timm rolls the {h}×{w} grid before padding it "
-                f"to {ph}×{pw}, a window layout the export geometry does not describe (Hugging "
-                "Face pads first); use an input size whose token grids are multiples of the "
-                f"window ({m}), such as the model's own img_size"
-            )
         return [self.stage, self.index, h, w, ph, pw, m, s]
 
 
@@ -243,7 +236,9 @@ def capture(model, pixel_values) -> Any:
 
     Returns:
         For one image, a dict in the export layout: ``geometry`` (i64 [L, 8]),
-        ``prefix_tokens`` (i64 scalar 0: window attention has no CLS token), ``attentions``
+        ``prefix_tokens`` (i64 scalar 0: window attention has no CLS token), for timm
+        ``roll_before_pad`` (i64 scalar 1: its shifted blocks roll the grid, then pad it),
+        ``attentions``
         (a list of f32 [windows, heads, M², M²]), ``logits`` (f32 [classes], when the model
         has a classifier), ``pixel_values`` (f32 [3, H, W]) and ``output`` (what the model
         returned, untouched). For a batch of B > 1, a list of B such dicts (``output`` is the
@@ -288,7 +283,7 @@ def capture(model, pixel_values) -> Any:
             f"capture: blocks {', '.join(missing)} recorded no attention; is this a supported "
             "Swin (see help(swin_rollout.torch.capture))?"
         )
-    geometry = np.array([b.geometry_row(family) for b in blocks], dtype=np.int64)
+    geometry = np.array([b.geometry_row() for b in blocks], dtype=np.int64)
     batch = pixel_values.shape[0]
     attentions = []
     for b, row in zip(blocks, geometry):
@@ -310,5 +305,8 @@ def capture(model, pixel_values) -> Any:
         }
         if logits is not None:
             trace["logits"] = np.ascontiguousarray(logits[i])
+        if family == "timm":
+            # timm rolls a shifted grid before padding it; Hugging Face pads first.
+            trace["roll_before_pad"] = np.array(1, dtype=np.int64)
         traces.append(trace)
     return traces[0] if single or batch == 1 else traces

@@ -213,6 +213,34 @@ def test_timm_headless_has_no_logits():
     assert "logits" not in trace and len(trace["attentions"]) == 4
 
 
+def test_timm_padded_grid_rolls_before_padding_as_our_model_does(scene):
+    """timm rolls a shifted grid before padding it: on a padded, shifted stage the captured
+    attention equals our model's on the same timm checkpoint, place for place, and the
+    rollout of the capture equals our export's."""
+    from safetensors.torch import load_file
+
+    from conftest import ROOT
+
+    folder = ROOT / "tests" / "fixtures" / "swin_timm_pad"
+    config = json.loads((folder / "config.json").read_text())
+    model = timm.create_model(config["architecture"], pretrained=False, **config["model_args"])
+    model.load_state_dict(load_file(folder / "model.safetensors"), strict=True)
+    model.eval()
+    ours = swin_rollout.explain(scene, model=str(folder))
+    trace = capture(model, torch.from_numpy(ours["pixel_values"])[None])
+    assert int(trace["roll_before_pad"]) == 1 and int(ours["roll_before_pad"]) == 1
+    np.testing.assert_array_equal(trace["geometry"], ours["geometry"])
+    padded = trace["geometry"][:, 2] != trace["geometry"][:, 4]
+    assert (padded & (trace["geometry"][:, 7] > 0)).any(), "a shifted block is padded"
+    for k, a in enumerate(trace["attentions"]):
+        np.testing.assert_allclose(a, ours[f"attn_{k:02}"], rtol=0, atol=1e-5)
+    maps = swin_rollout.rollout(trace["attentions"], trace["geometry"], roll_before_pad=True)
+    np.testing.assert_allclose(maps[-1], ours["rollout"], rtol=0, atol=1e-6)
+    # Read in Hugging Face's order the same attention lands elsewhere.
+    other = swin_rollout.rollout(trace["attentions"], trace["geometry"])
+    assert np.abs(other[-1] - ours["rollout"]).max() > 1e-4
+
+
 def test_bad_arguments_raise(hf_folder):
     model = hf(hf_folder, "eager")
     with pytest.raises(TypeError, match="not a supported Swin"):

@@ -56,6 +56,28 @@ def test_relevance_still_equals_the_cli(scene, cli, tmp_path):
     assert png.read_bytes() == (tmp_path / "cli.png").read_bytes()
 
 
+def test_compare_still_equals_the_cli(scene, cli, tmp_path):
+    png = swin_rollout.render(scene, tmp_path / "py.png", template="compare", at=20.0)
+    cli("still", scene, "--template", "compare", "--at", "20", "-o", tmp_path / "cli.png")
+    assert png.read_bytes() == (tmp_path / "cli.png").read_bytes()
+    # The defaults are the embedded Swin and ViT; swapped, the picture changes.
+    swapped = swin_rollout.render(
+        scene, tmp_path / "swapped.png", template="compare", at=20.0,
+        model="embedded:vit", compare="embedded:swin",
+    )
+    assert swapped.read_bytes() != png.read_bytes()
+
+
+def test_compare_needs_the_compare_template_and_an_image(captured, scene, tmp_path):
+    with pytest.raises(ValueError, match='template="compare"'):
+        swin_rollout.render(scene, tmp_path / "a.png", compare="embedded:vit")
+    with pytest.raises(ValueError, match="not a trace"):
+        swin_rollout.render(captured, tmp_path / "b.png", template="compare")
+    with pytest.raises(ValueError, match="compare="):
+        swin_rollout.render(captured, tmp_path / "c.png", compare="embedded:vit")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_schematic_needs_no_source(tmp_path):
     out = swin_rollout.render(None, tmp_path / "mechanism.png", template="mechanism", at=3.0)
     assert out.stat().st_size > 0

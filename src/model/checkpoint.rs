@@ -58,14 +58,25 @@ impl Checkpoint {
         } else {
             Layout::HuggingFace
         };
-        if layout == Layout::Timm && raw.iter().any(|(n, _)| n.ends_with("attn.logit_scale")) {
+        // timm's other Swin V2 (`SwinTransformerV2Cr`) has stages of its own design.
+        if layout == Layout::Timm
+            && raw
+                .iter()
+                .any(|(n, _)| n.starts_with("stages.") || n.contains(".attn.meta_mlp."))
+        {
             return Err(Error::Model(format!(
-                "{} is a timm Swin V2 checkpoint (swinv2_*), which swin-rollout does not load yet; \
-                 use the model's Hugging Face version (Swinv2ForImageClassification, such as \
-                 microsoft/swinv2-tiny-patch4-window8-256)",
+                "{} is a timm swinv2_cr_* checkpoint (SwinTransformerV2Cr, a different Swin V2 \
+                 implementation), which swin-rollout does not run; timm's swinv2_* \
+                 (SwinTransformerV2) and Hugging Face's Swinv2ForImageClassification load",
                 file.display()
             )));
         }
+        // A timm Swin V2 has a logit scale per block; its backbone is named as transformers'.
+        let swin = if raw.iter().any(|(n, _)| n.ends_with(".attn.logit_scale")) {
+            "swinv2"
+        } else {
+            "swin"
+        };
         let mut tensors = HashMap::with_capacity(raw.len());
         let old_timm = raw
             .iter()
@@ -98,7 +109,7 @@ impl Checkpoint {
                 Layout::Timm => {
                     let renamed = match vit {
                         Some(model) => timm::vit_to_hf(&name, tensor, model)?,
-                        None => timm::swin_to_hf(&name, tensor, old_timm)?,
+                        None => timm::swin_to_hf(&name, tensor, old_timm, swin)?,
                     };
                     for (name, tensor) in renamed {
                         tensors.insert(name, tensor);
@@ -179,12 +190,13 @@ impl Checkpoint {
             .collect();
     }
 
-    /// Number of blocks stored for `stage` (used to infer depths from timm weights).
-    pub fn blocks_in_stage(&self, stage: usize) -> usize {
+    /// Number of blocks stored for `stage` of backbone `model` (`swin`, `swinv2`), used to
+    /// infer depths from timm weights.
+    pub fn blocks_in_stage(&self, model: &str, stage: usize) -> usize {
         (0..)
             .take_while(|b| {
                 self.contains(&format!(
-                    "swin.encoder.layers.{stage}.blocks.{b}.layernorm_before.weight"
+                    "{model}.encoder.layers.{stage}.blocks.{b}.layernorm_before.weight"
                 ))
             })
             .count()

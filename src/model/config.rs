@@ -8,7 +8,7 @@ use candle_nn::Activation;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::geometry::Geometry;
+use crate::geometry::{Geometry, RollOrder};
 
 /// Which Swin Transformer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,18 @@ impl Version {
             Version::V2 => "swinv2",
         }
     }
+}
+
+/// Whose implementation a checkpoint was trained in, where Hugging Face's and timm's Swins
+/// compute differently: the order of a shifted block's roll and padding, a V2 block's window
+/// at a stage whose grid is not a power-of-two fraction of the image's, and V2's shift mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Implementation {
+    /// Hugging Face `transformers` (`SwinForImageClassification`, `Swinv2ForImageClassification`).
+    #[default]
+    Transformers,
+    /// timm (`SwinTransformer`, `SwinTransformerV2`).
+    Timm,
 }
 
 /// The `model_type`s whose checkpoints load, for messages.
@@ -70,6 +82,8 @@ pub struct Config {
     /// V2 only: per stage, the window the model was pretrained with, which scales the
     /// position-bias coordinates (0: the stage's own window). Empty means all 0.
     pub pretrained_window_sizes: Vec<usize>,
+    /// Whose arithmetic to follow where Hugging Face and timm differ.
+    pub implementation: Implementation,
 }
 
 impl Config {
@@ -91,6 +105,7 @@ impl Config {
             layer_norm_eps: 1e-5,
             labels: (0..num_labels).map(|i| format!("LABEL_{i}")).collect(),
             pretrained_window_sizes: Vec::new(),
+            implementation: Implementation::Transformers,
         }
     }
 
@@ -140,17 +155,55 @@ impl Config {
     }
 
     /// The window side and shift of block `block` of stage `stage` of a V2 model: fixed when
-    /// the model is built from the configured image's grid (`image_size / patch_size`, halved
-    /// by floor division per stage), whatever the input, as transformers builds them.
+    /// the model is built from the configured image's grid, whatever the input.
+    ///
+    /// transformers halves `image_size / patch_size` by floor division per stage and clamps by
+    /// the smaller side: where it is not above the window, the window becomes that side and
+    /// the shift 0. timm halves by ceiling division (its stages' real grids) and clamps each
+    /// axis on its own (`_calc_window_shift`); [`Config::validate`] refuses a timm model whose
+    /// axes end up with different windows or shifts, so the height's are returned.
     pub fn v2_window(&self, stage: usize, block: usize) -> (usize, usize) {
-        let grid = |side: usize| (side / self.patch_size) >> stage;
-        let resolution = grid(self.image_size.0).min(grid(self.image_size.1));
-        if resolution <= self.window_size {
-            (resolution, 0)
-        } else if block % 2 == 1 {
-            (self.window_size, self.window_size / 2)
+        let shift = if block % 2 == 1 {
+            self.window_size / 2
         } else {
-            (self.window_size, 0)
+            0
+        };
+        match self.implementation {
+            Implementation::Transformers => {
+                let grid = |side: usize| (side / self.patch_size) >> stage;
+                let resolution = grid(self.image_size.0).min(grid(self.image_size.1));
+                clamp_window(resolution, self.window_size, shift)
+            }
+            Implementation::Timm => self.timm_window(stage, shift)[0],
+        }
+    }
+
+    /// timm's `(window, shift)` of each axis (height, width) of stage `stage`, for a block
+    /// that asks for `shift`: the stage's grid is the patch grid (`image_size // patch_size`)
+    /// halved by ceiling division per stage, and each axis keeps the configured window and
+    /// shift only where its grid is larger than the window.
+    fn timm_window(&self, stage: usize, shift: usize) -> [(usize, usize); 2] {
+        let grid =
+            |side: usize| (0..stage).fold(side / self.patch_size.max(1), |g, _| g.div_ceil(2));
+        [self.image_size.0, self.image_size.1]
+            .map(|side| clamp_window(grid(side), self.window_size, shift))
+    }
+
+    /// How a shifted block of this model rolls and pads its grid: timm rolls, then pads.
+    pub fn roll_order(&self) -> RollOrder {
+        match self.implementation {
+            Implementation::Transformers => RollOrder::PadThenRoll,
+            Implementation::Timm => RollOrder::RollThenPad,
+        }
+    }
+
+    /// The value added to the scores of token pairs of different shift regions. Every Swin V1
+    /// adds −100; transformers' V2 adds V1's −100 twice (once when it groups the scores by
+    /// window and again after), which is −200 once; timm's V2 adds it once.
+    pub fn shift_mask(&self) -> f32 {
+        match (self.version, self.implementation) {
+            (Version::V2, Implementation::Transformers) => -200.0,
+            _ => -100.0,
         }
     }
 
@@ -168,20 +221,23 @@ impl Config {
         let mut out = Vec::new();
         for (stage, &depth) in self.depths.iter().enumerate() {
             for block in 0..depth {
-                out.push(match self.version {
-                    Version::V1 => {
-                        let shift = if block % 2 == 1 {
-                            self.window_size / 2
-                        } else {
-                            0
-                        };
-                        Geometry::new(stage, block, h, w, self.window_size, shift)
+                out.push(
+                    match self.version {
+                        Version::V1 => {
+                            let shift = if block % 2 == 1 {
+                                self.window_size / 2
+                            } else {
+                                0
+                            };
+                            Geometry::new(stage, block, h, w, self.window_size, shift)
+                        }
+                        Version::V2 => {
+                            let (window, shift) = self.v2_window(stage, block);
+                            Geometry::unclamped(stage, block, h, w, window, shift)
+                        }
                     }
-                    Version::V2 => {
-                        let (window, shift) = self.v2_window(stage, block);
-                        Geometry::unclamped(stage, block, h, w, window, shift)
-                    }
-                });
+                    .with_roll(self.roll_order()),
+                );
             }
             if stage + 1 < self.stages() {
                 h = h.div_ceil(2);
@@ -214,8 +270,28 @@ impl Config {
                 ));
             }
         }
+        // timm clamps each axis on its own (V1 and V2): where that gives the axes different
+        // windows the model has non-square windows; elsewhere it agrees with the smaller-side
+        // rule that transformers' V1 applies.
+        if self.implementation == Implementation::Timm {
+            for stage in 0..self.stages() {
+                let [rows, columns] = self.timm_window(stage, self.window_size / 2);
+                if rows != columns {
+                    return bad(format!(
+                        "`img_size` {:?} gives stage {stage} windows (and shifts) of {rows:?} \
+                         down but {columns:?} across; swin-rollout needs square windows",
+                        self.image_size
+                    ));
+                }
+            }
+        }
         if self.version == Version::V2 {
-            let grid = |side: usize| (side / self.patch_size) >> (self.stages() - 1);
+            // timm halves by ceiling division: only an image below one patch empties it.
+            let last = match self.implementation {
+                Implementation::Transformers => self.stages() - 1,
+                Implementation::Timm => 0,
+            };
+            let grid = |side: usize| (side / self.patch_size) >> last;
             let (gh, gw) = (grid(self.image_size.0), grid(self.image_size.1));
             if gh == 0 || gw == 0 {
                 return bad(format!(
@@ -225,13 +301,21 @@ impl Config {
                     self.patch_size
                 ));
             }
-            if gh.min(self.window_size) != gw.min(self.window_size) {
+            if gh.min(self.window_size) != gw.min(self.window_size)
+                && self.implementation == Implementation::Transformers
+            {
                 return bad(format!(
                     "`image_size` {:?} gives non-square windows in the last stage; swin-rollout needs square windows",
                     self.image_size
                 ));
             }
-            if let Some(p) = self.pretrained_window_sizes.iter().find(|&&p| p == 1) {
+            // timm divides by max(p − 1, 1); transformers by p − 1, which 1 makes infinite.
+            let transformers = self.implementation == Implementation::Transformers;
+            if let Some(p) = self
+                .pretrained_window_sizes
+                .iter()
+                .find(|&&p| p == 1 && transformers)
+            {
                 return bad(format!(
                     "`pretrained_window_sizes` holds {p}; each must be 0 (none) or at least 2"
                 ));
@@ -281,9 +365,21 @@ impl Config {
             use_absolute_embeddings: raw.use_absolute_embeddings,
             layer_norm_eps: raw.layer_norm_eps,
             labels,
+            implementation: Implementation::Transformers,
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// A block's window and shift where its stage's grid has side `resolution`: the configured
+/// `window` and `shift` where the grid is larger than the window, else the grid's side and no
+/// shift (the rule of both transformers and timm).
+fn clamp_window(resolution: usize, window: usize, shift: usize) -> (usize, usize) {
+    if resolution <= window {
+        (resolution, 0)
+    } else {
+        (window, shift)
     }
 }
 

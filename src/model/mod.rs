@@ -16,7 +16,7 @@ mod vit;
 
 pub use backbone::Forward;
 pub use checkpoint::{Checkpoint, Layout};
-pub use config::{Config, Version, SUPPORTED_MODEL_TYPES};
+pub use config::{Config, Implementation, Version, SUPPORTED_MODEL_TYPES};
 pub use source::{ModelSource, EMBEDDED_SWIN_ARG, EMBEDDED_VIT_ARG};
 pub use swin::Swin;
 pub use swinv2::SwinV2;

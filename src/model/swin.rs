@@ -21,10 +21,6 @@ use crate::trace::{AttentionGradients, BlockTrace};
 
 mod backward;
 
-/// The reference's additive mask between cyclic-shift regions: large enough to zero a
-/// probability in practice (about 1e-43), not `-inf`.
-const SHIFT_MASK: f32 = -100.0;
-
 /// Multi-head self-attention inside windows, with relative position bias.
 #[derive(Debug)]
 struct WindowAttention {
@@ -137,6 +133,9 @@ struct Block {
     fc1: Dense,
     fc2: Dense,
     activation: Activation,
+    /// The additive mask between cyclic-shift regions ([`Config::shift_mask`], −100 in both
+    /// libraries): large enough to zero a probability in practice (about 1e-43), not `-inf`.
+    shift_mask: f32,
 }
 
 impl Block {
@@ -145,6 +144,7 @@ impl Block {
         let hidden = c.mlp_hidden(dim);
         let p = format!("swin.encoder.layers.{stage}.blocks.{block}");
         Ok(Block {
+            shift_mask: c.shift_mask(),
             norm_before: layer_norm(ck, &format!("{p}.layernorm_before"), dim, c.layer_norm_eps)?,
             attention: WindowAttention::load(ck, c, &p, dim, c.num_heads[stage])?,
             norm_after: layer_norm(ck, &format!("{p}.layernorm_after"), dim, c.layer_norm_eps)?,
@@ -173,7 +173,7 @@ impl WindowBlock for Block {
         let partition = WindowPartition::new(g, x.dim(0)?)?;
         let windows = partition.windows(&self.norm_before.forward(x)?, g)?;
         let mask = if g.shift > 0 {
-            Some(shift_mask(g, SHIFT_MASK)?)
+            Some(shift_mask(g, self.shift_mask)?)
         } else {
             None
         };

@@ -27,10 +27,6 @@ use crate::trace::{AttentionGradients, BlockTrace};
 
 mod backward;
 
-/// The reference adds V1's −100 shift mask twice (once when it groups scores by window and
-/// again after), which is −200 once.
-const SHIFT_MASK: f32 = -200.0;
-
 /// The logit scale's clamp, `log(1 / 0.01)`: τ is at most 100.
 const MAX_LOG_SCALE: f32 = 4.605_170_2;
 
@@ -64,10 +60,10 @@ fn continuous_position_bias(
     let side = 2 * m - 1;
     // Offsets −(m−1)…m−1 per axis, over the pretrained window (or this one) minus 1, to ±8,
     // then sign·log2(|x| + 1) / log2(8).
+    // (timm's max(·, 1): a side of 1 has the one offset 0; transformers refuses p = 1.)
     let divisor = match (pretrained, m) {
-        (0, 1) => 1.0,
-        (0, m) => (m - 1) as f32,
-        (p, _) => (p - 1) as f32,
+        (0, m) => (m.max(2) - 1) as f32,
+        (p, _) => (p.max(2) - 1) as f32,
     };
     let coordinate = |offset: isize| {
         let x = offset as f32 / divisor * 8.0;
@@ -238,6 +234,9 @@ struct Block {
     fc1: Dense,
     fc2: Dense,
     activation: Activation,
+    /// What the shift mask adds between regions: this model's library's value
+    /// ([`Config::shift_mask`]).
+    shift_mask: f32,
 }
 
 impl Block {
@@ -246,6 +245,7 @@ impl Block {
         let hidden = c.mlp_hidden(dim);
         let p = format!("swinv2.encoder.layers.{stage}.blocks.{block}");
         Ok(Block {
+            shift_mask: c.shift_mask(),
             attention: CosineAttention::load(ck, c, &p, stage, block)?,
             norm_before: layer_norm(ck, &format!("{p}.layernorm_before"), dim, c.layer_norm_eps)?,
             norm_after: layer_norm(ck, &format!("{p}.layernorm_after"), dim, c.layer_norm_eps)?,
@@ -280,7 +280,7 @@ impl WindowBlock for Block {
         let partition = WindowPartition::new(g, x.dim(0)?)?;
         let windows = partition.windows(x, g)?;
         let mask = if g.shift > 0 {
-            Some(shift_mask(g, SHIFT_MASK)?)
+            Some(shift_mask(g, self.shift_mask)?)
         } else {
             None
         };

@@ -11,6 +11,8 @@ use super::Architecture;
 use crate::error::{Error, Result};
 use crate::preprocess::{Filter, Preprocessor};
 
+mod v2;
+
 /// A fused `[3·C, …]` q|k|v tensor as three Hugging Face tensors, `named(which)` naming each
 /// of "query", "key" and "value".
 fn split_qkv(
@@ -32,27 +34,31 @@ fn split_qkv(
         .collect()
 }
 
-/// Renames one timm tensor to its Hugging Face name(s); the fused q|k|v splits into three.
+/// Renames one tensor of a timm Swin (`model` "swin" for `SwinTransformer`, "swinv2" for
+/// `SwinTransformerV2`: the Hugging Face backbone prefix) to its Hugging Face name(s); the
+/// fused q|k|v splits into three. V2's separate query and value biases become the query's and
+/// the value's (its key has no bias in either library).
 pub(super) fn swin_to_hf(
     name: &str,
     tensor: Tensor,
     old_layout: bool,
+    model: &str,
 ) -> Result<Vec<(String, Tensor)>> {
-    const E: &str = "swin.encoder.layers";
+    let e = format!("{model}.encoder.layers");
     let simple = |n: String| Ok(vec![(n, tensor.clone())]);
     if let Some(rest) = name.strip_prefix("patch_embed.proj.") {
         return simple(format!(
-            "swin.embeddings.patch_embeddings.projection.{rest}"
+            "{model}.embeddings.patch_embeddings.projection.{rest}"
         ));
     }
     if let Some(rest) = name.strip_prefix("patch_embed.norm.") {
-        return simple(format!("swin.embeddings.norm.{rest}"));
+        return simple(format!("{model}.embeddings.norm.{rest}"));
     }
     if name == "absolute_pos_embed" {
-        return simple("swin.embeddings.position_embeddings".into());
+        return simple(format!("{model}.embeddings.position_embeddings"));
     }
     if let Some(rest) = name.strip_prefix("norm.") {
-        return simple(format!("swin.layernorm.{rest}"));
+        return simple(format!("{model}.layernorm.{rest}"));
     }
     if let Some(rest) = name
         .strip_prefix("head.fc.")
@@ -76,7 +82,7 @@ pub(super) fn swin_to_hf(
         } else {
             stage.saturating_sub(1)
         };
-        return simple(format!("{E}.{owner}.downsample.{rest}"));
+        return simple(format!("{e}.{owner}.downsample.{rest}"));
     }
     let Some(rest) = rest.strip_prefix("blocks.") else {
         return Ok(vec![]);
@@ -84,15 +90,20 @@ pub(super) fn swin_to_hf(
     let Some((block, part)) = rest.split_once('.') else {
         return Ok(vec![]);
     };
-    let prefix = format!("{E}.{stage}.blocks.{block}");
+    let prefix = format!("{e}.{stage}.blocks.{block}");
+    let s = format!("{prefix}.attention.self");
     let renamed = match part {
         p if p.starts_with("norm1.") => format!("{prefix}.layernorm_before.{}", &p[6..]),
         p if p.starts_with("norm2.") => format!("{prefix}.layernorm_after.{}", &p[6..]),
         p if p.starts_with("attn.proj.") => format!("{prefix}.attention.output.dense.{}", &p[10..]),
         p if p.starts_with("mlp.fc1.") => format!("{prefix}.intermediate.dense.{}", &p[8..]),
         p if p.starts_with("mlp.fc2.") => format!("{prefix}.output.dense.{}", &p[8..]),
-        "attn.relative_position_bias_table" => {
-            format!("{prefix}.attention.self.relative_position_bias_table")
+        "attn.relative_position_bias_table" => format!("{s}.relative_position_bias_table"),
+        "attn.q_bias" => format!("{s}.query.bias"),
+        "attn.v_bias" => format!("{s}.value.bias"),
+        "attn.logit_scale" => format!("{s}.logit_scale"),
+        p if p.starts_with("attn.cpb_mlp.") => {
+            format!("{s}.continuous_position_bias_mlp.{}", &p[13..])
         }
         p if p.starts_with("attn.qkv.") => {
             return split_qkv(name, &tensor, |which| {
@@ -130,7 +141,7 @@ fn swin_config(json: &Value, ck: &Checkpoint) -> Result<(Config, Preprocessor)> 
     let missing = |what: &str| missing(ck, what);
     let [embed_dim, num_channels, patch_size] = projection(ck, "swin")?;
     let depths: Vec<usize> = (0..)
-        .map(|s| ck.blocks_in_stage(s))
+        .map(|s| ck.blocks_in_stage("swin", s))
         .take_while(|&d| d > 0)
         .collect();
     let table = |s: usize| {
@@ -177,6 +188,8 @@ fn swin_config(json: &Value, ck: &Checkpoint) -> Result<(Config, Preprocessor)> 
         num_heads,
         window_size,
         labels,
+        // timm rolls a shifted grid before padding it.
+        implementation: super::config::Implementation::Timm,
     };
     config.validate()?;
     let pre = preprocessor(cfg, image_size);
@@ -256,13 +269,17 @@ pub(super) fn vit_to_hf(name: &str, tensor: Tensor, model: &str) -> Result<Vec<(
 }
 
 /// The architecture and preprocessing of a timm checkpoint (renamed): a ViT or DeiT where it
-/// has a CLS token, else a Swin.
+/// has a CLS token, else a Swin V2 where its blocks have logit scales, else a Swin.
 pub(super) fn config(json: &Value, ck: &Checkpoint) -> Result<(Architecture, Preprocessor)> {
     if ck.contains("vit.embeddings.cls_token") || ck.contains("deit.embeddings.cls_token") {
         let (config, pre) = vit_config(json, ck)?;
         return Ok((Architecture::ViT(config), pre));
     }
-    let (config, pre) = swin_config(json, ck)?;
+    let (config, pre) = if ck.contains("swinv2.embeddings.patch_embeddings.projection.weight") {
+        v2::swinv2_config(json, ck)?
+    } else {
+        swin_config(json, ck)?
+    };
     Ok((Architecture::Swin(config), pre))
 }
 

@@ -53,8 +53,12 @@ pub fn window_pieces(g: &Geometry, window: usize) -> Vec<TokenRect> {
     let m = g.window;
     let across = g.windows_across().max(1);
     let (wr, wc) = (window / across, window % across);
-    let rows = wrapped(wr * m + g.shift, m, g.padded_height, g.height);
-    let cols = wrapped(wc * m + g.shift, m, g.padded_width, g.width);
+    // The window's rolled rows [wr·M, wr·M + M) sit at image rows shifted by s around the
+    // rolled grid; rolled rows past the real grid are padding (timm pads after rolling).
+    let (rolled_h, rolled_w) = g.rolled_size();
+    let span = |start: usize, n: usize| m.min(n.saturating_sub(start));
+    let rows = wrapped(wr * m + g.shift, span(wr * m, rolled_h), rolled_h, g.height);
+    let cols = wrapped(wc * m + g.shift, span(wc * m, rolled_w), rolled_w, g.width);
     let mut out = Vec::with_capacity(rows.len() * cols.len());
     for &(y0, y1) in &rows {
         for &(x0, x1) in &cols {
@@ -71,8 +75,9 @@ pub fn window_place(g: &Geometry, y: usize, x: usize) -> (usize, usize) {
     }
     let m = g.window;
     // Windows are cut from the grid rolled by −shift: image row y sits at rolled row y − s.
-    let ry = (y + g.padded_height - g.shift % g.padded_height) % g.padded_height;
-    let rx = (x + g.padded_width - g.shift % g.padded_width) % g.padded_width;
+    let (rolled_h, rolled_w) = g.rolled_size();
+    let ry = (y + rolled_h - g.shift % rolled_h) % rolled_h;
+    let rx = (x + rolled_w - g.shift % rolled_w) % rolled_w;
     let window = (ry / m) * g.windows_across() + rx / m;
     (window, (ry % m) * m + rx % m)
 }
@@ -103,14 +108,23 @@ pub fn window_order(g: &Geometry) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geometry::RollOrder;
+
+    /// Shifted and padded geometries in both roll orders, and a clamped one.
+    fn geometries() -> Vec<Geometry> {
+        let mut out = Vec::new();
+        for roll in [RollOrder::PadThenRoll, RollOrder::RollThenPad] {
+            out.push(Geometry::new(0, 1, 8, 8, 4, 2).with_roll(roll));
+            out.push(Geometry::new(0, 1, 5, 7, 3, 1).with_roll(roll));
+            out.push(Geometry::new(0, 1, 10, 9, 4, 2).with_roll(roll));
+        }
+        out.push(Geometry::new(1, 0, 7, 7, 7, 0));
+        out
+    }
 
     #[test]
     fn places_invert_the_index_image() {
-        for g in [
-            Geometry::new(0, 1, 8, 8, 4, 2),
-            Geometry::new(0, 1, 5, 7, 3, 1),
-            Geometry::new(1, 0, 7, 7, 7, 0),
-        ] {
+        for g in geometries() {
             let image = g.index_image();
             let area = g.window_area();
             for y in 0..g.height {
@@ -124,23 +138,31 @@ mod tests {
 
     #[test]
     fn pieces_cover_exactly_the_window() {
-        let g = Geometry::new(0, 1, 8, 8, 4, 2);
-        for w in 0..g.windows() {
-            let mut covered = vec![];
-            for p in window_pieces(&g, w) {
-                for y in p.y0..p.y1 {
-                    for x in p.x0..p.x1 {
-                        covered.push((y, x));
+        for g in geometries() {
+            let image = g.index_image();
+            let area = g.window_area();
+            for w in 0..g.windows() {
+                let mut covered = vec![];
+                for p in window_pieces(&g, w) {
+                    for y in p.y0..p.y1 {
+                        for x in p.x0..p.x1 {
+                            covered.push((y * g.width + x) as u32);
+                        }
                     }
                 }
-            }
-            assert_eq!(covered.len(), 16);
-            for (y, x) in covered {
-                assert_eq!(window_place(&g, y, x).0, w);
+                // Exactly the window's real tokens, as the index image has them.
+                let mut expected: Vec<u32> = image[w * area..(w + 1) * area]
+                    .iter()
+                    .copied()
+                    .filter(|&t| t != Geometry::PADDING)
+                    .collect();
+                covered.sort_unstable();
+                expected.sort_unstable();
+                assert_eq!(covered, expected, "{g:?} window {w}");
             }
         }
         // The last window wraps on both axes: four pieces.
-        assert_eq!(window_pieces(&g, 3).len(), 4);
+        assert_eq!(window_pieces(&Geometry::new(0, 1, 8, 8, 4, 2), 3).len(), 4);
     }
 
     #[test]

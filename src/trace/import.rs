@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{BlockTrace, Trace};
 use crate::error::{Error, Result};
-use crate::geometry::Geometry;
+use crate::geometry::{Geometry, RollOrder};
 use crate::npz::{self, NpyArray, Values};
 
 /// Input pixels per token side assumed when a window trace carries no `pixel_values`: every
@@ -68,6 +68,11 @@ pub struct TraceArrays {
     /// `prefix_tokens`, an int64 scalar: tokens before the patches in every attention matrix
     /// (CLS and distillation tokens of a ViT: 1 or 2). Window traces have none: 0, or absent.
     pub prefix_tokens: Option<NdArray<i64>>,
+    /// `roll_before_pad` ([`ROLL_BEFORE_PAD`]), an int64 scalar: 1 where the shifted blocks
+    /// rolled their grid before padding it, as timm's Swins do; 0 or absent for Hugging
+    /// Face's order, pad then roll (see [`roll_order`]). Where a shifted grid is padded the two
+    /// orders put different tokens at a window's places.
+    pub roll_before_pad: Option<NdArray<i64>>,
 }
 
 /// The name of block `k`'s attention array in the export format.
@@ -100,8 +105,9 @@ impl Trace {
     /// missing or surplus attention array, a shape that disagrees with the geometry, or values
     /// that are not probabilities.
     pub fn from_export(arrays: TraceArrays) -> Result<Trace> {
+        let roll = roll_order(arrays.roll_before_pad.as_ref())?;
         let prefix = prefix_count(arrays.prefix_tokens.as_ref())?;
-        let geometries = geometries(&arrays.geometry, prefix)?;
+        let geometries = geometries(&arrays.geometry, prefix, roll)?;
         if arrays.attentions.len() != geometries.len() {
             let n = geometries.len();
             return Err(invalid(if arrays.attentions.len() < n {
@@ -148,7 +154,9 @@ impl Trace {
     }
 
     /// Reads a trace from an `.npz` in the export layout: `geometry` and `attn_00`… are
-    /// required, `logits` and `pixel_values` used when there, every other array ignored.
+    /// required; `logits`, `pixel_values`, `prefix_tokens` and `roll_before_pad` (int64
+    /// scalar, 1 when the shifted blocks rolled their grid before padding it, as timm does) are
+    /// used when there, every other array ignored.
     /// `numpy.savez(path, geometry=…, attn_00=…, …)` of a capture is enough.
     ///
     /// # Errors
@@ -174,10 +182,15 @@ impl Trace {
             .map(|a| int_array(a, path))
             .transpose()?;
         let prefix = prefix_count(prefix_tokens.as_ref()).map_err(in_file)?;
+        let roll_before_pad = reader
+            .read(ROLL_BEFORE_PAD)?
+            .map(|a| int_array(a, path))
+            .transpose()?;
+        let roll = roll_order(roll_before_pad.as_ref()).map_err(in_file)?;
         // Block k's attention is `attn_{k:02}`; other spellings of the same index (`attn_7`)
         // would be ambiguous, so only that one is read, and a missing one is named.
         // The table first: how many attention arrays there must be follows from it.
-        let blocks = geometries(&geometry, prefix).map_err(in_file)?.len();
+        let blocks = geometries(&geometry, prefix, roll).map_err(in_file)?.len();
         let mut attentions = Vec::new();
         for k in 0..blocks {
             let name = attention_name(k);
@@ -208,6 +221,7 @@ impl Trace {
             logits,
             pixel_values,
             prefix_tokens,
+            roll_before_pad,
         })
         .map_err(in_file)
     }
@@ -268,9 +282,37 @@ fn prefix_count(array: Option<&NdArray<i64>>) -> Result<usize> {
     }
 }
 
+/// The name of the optional int64 scalar that says a trace's shifted blocks rolled their grid
+/// before padding it (timm's order): 1 then, 0 or absent for Hugging Face's pad-then-roll.
+pub const ROLL_BEFORE_PAD: &str = "roll_before_pad";
+
+/// The roll order that the optional [`ROLL_BEFORE_PAD`] scalar (shape `[]` or `[1]`) names:
+/// [`RollOrder::PadThenRoll`] when absent or 0, [`RollOrder::RollThenPad`] when 1.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for any other value or shape.
+pub fn roll_order(array: Option<&NdArray<i64>>) -> Result<RollOrder> {
+    let Some(roll) = array else {
+        return Ok(RollOrder::PadThenRoll);
+    };
+    match roll.values[..] {
+        [0] => Ok(RollOrder::PadThenRoll),
+        [1] => Ok(RollOrder::RollThenPad),
+        [v] => Err(invalid(format!(
+            "{ROLL_BEFORE_PAD} is {v}; it must be 1 (the shifted grid is rolled, then padded: \
+             timm) or 0 (padded, then rolled: Hugging Face, the default)"
+        ))),
+        _ => Err(invalid(format!(
+            "{ROLL_BEFORE_PAD} has shape {:?}; it must be one int64 (1: roll before padding, \
+             as timm; 0 or absent: pad first, as Hugging Face)",
+            roll.shape
+        ))),
+    }
+}
+
 /// The geometry table as checked [`Geometry`]s; `prefix` tokens precede the patches of every
-/// global block.
-fn geometries(table: &NdArray<i64>, prefix: usize) -> Result<Vec<Geometry>> {
+/// global block, and every window block rolls and pads in the order `roll`.
+fn geometries(table: &NdArray<i64>, prefix: usize, roll: RollOrder) -> Result<Vec<Geometry>> {
     let rows = match table.shape.as_slice() {
         [rows, 8] if *rows > 0 && rows * 8 == table.values.len() => *rows,
         shape => {
@@ -301,6 +343,11 @@ fn geometries(table: &NdArray<i64>, prefix: usize) -> Result<Vec<Geometry>> {
             window: v[6],
             shift: v[7],
             prefix: if v[6] == 0 { prefix } else { 0 },
+            roll: if v[6] == 0 {
+                RollOrder::default()
+            } else {
+                roll
+            },
         };
         // Block 0 decides, unless prefix tokens already make it a ViT's.
         let vit = prefix > 0 || out.first().map_or(g.is_global(), Geometry::is_global);

@@ -6,7 +6,7 @@ use crate::geometry::Geometry;
 
 pub mod import;
 
-pub use import::{attention_name, NdArray, TraceArrays};
+pub use import::{attention_name, roll_order, NdArray, TraceArrays, ROLL_BEFORE_PAD};
 
 /// One block's attention, exactly as the model computed it.
 #[derive(Debug, Clone)]

@@ -179,8 +179,10 @@ impl ImagePanel {
         }
         let m = g.window.max(1);
         let t = 2;
+        // A window edge lies before image column b where b's rolled column starts a window.
+        let (rolled_h, rolled_w) = g.rolled_size();
         for b in 1..g.width {
-            if (b + g.padded_width - g.shift % g.padded_width).is_multiple_of(m) {
+            if (b + rolled_w - g.shift % rolled_w).is_multiple_of(m) {
                 let x = self.tx(g.stage, b);
                 blend_rect(
                     img,
@@ -191,7 +193,7 @@ impl ImagePanel {
             }
         }
         for b in 1..g.height {
-            if (b + g.padded_height - g.shift % g.padded_height).is_multiple_of(m) {
+            if (b + rolled_h - g.shift % rolled_h).is_multiple_of(m) {
                 let y = self.ty(g.stage, b);
                 blend_rect(
                     img,
