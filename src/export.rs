@@ -3,32 +3,35 @@
 use std::path::Path;
 
 use crate::error::Result;
-use crate::geometry::RollOrder;
+use crate::geometry::{Geometry, RollOrder};
 use crate::npz::{self, Array};
 use crate::relevance::Relevance;
 use crate::rollout::Rollout;
 use crate::trace::{Trace, ROLL_BEFORE_PAD};
 
-/// The per-block geometry as the `[L, 8]` int64 table of the export format: stage,
-/// block_in_stage, height, width, padded_height, padded_width, window, shift.
+/// One block's row of the export's `geometry` table: stage, block_in_stage, height, width,
+/// padded_height, padded_width, window, shift.
+pub fn geometry_row(g: &Geometry) -> [i64; 8] {
+    [
+        g.stage,
+        g.block,
+        g.height,
+        g.width,
+        g.padded_height,
+        g.padded_width,
+        g.window,
+        g.shift,
+    ]
+    .map(|v| v as i64)
+}
+
+/// The per-block geometry as the `[L, 8]` int64 table of the export format (see
+/// [`geometry_row`]).
 pub fn geometry_table(trace: &Trace) -> Vec<i64> {
     trace
         .blocks
         .iter()
-        .flat_map(|b| {
-            let g = &b.geometry;
-            [
-                g.stage,
-                g.block,
-                g.height,
-                g.width,
-                g.padded_height,
-                g.padded_width,
-                g.window,
-                g.shift,
-            ]
-        })
-        .map(|v| v as i64)
+        .flat_map(|b| geometry_row(&b.geometry))
         .collect()
 }
 

@@ -63,17 +63,7 @@ fn check(model_dir: &str, reference_dir: &str) {
     );
     for (k, (block, g)) in blocks.iter().zip(&geometry).enumerate() {
         let b = &block.geometry;
-        let ours = [
-            b.stage,
-            b.block,
-            b.height,
-            b.width,
-            b.padded_height,
-            b.padded_width,
-            b.window,
-            b.shift,
-        ]
-        .map(|v| v as i64);
+        let ours = swin_rollout::export::geometry_row(b);
         assert_eq!(&ours[..], &g[..], "{model_dir}: geometry of block {k}");
         let want = &r[&format!("attn_{k:02}")];
         assert_eq!(

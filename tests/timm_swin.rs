@@ -84,17 +84,7 @@ fn check(dir: &str) -> (f32, f32) {
     let mut attention_error = 0f32;
     for (k, (block, row)) in blocks.iter().zip(&geometry).enumerate() {
         let g = &block.geometry;
-        let ours = [
-            g.stage,
-            g.block,
-            g.height,
-            g.width,
-            g.padded_height,
-            g.padded_width,
-            g.window,
-            g.shift,
-        ]
-        .map(|v| v as i64);
+        let ours = swin_rollout::export::geometry_row(g);
         assert_eq!(&ours[..], &row[..], "{dir}: geometry of block {k}");
         assert_eq!(g.roll, RollOrder::RollThenPad, "{dir}: block {k}");
         let timm: Vec<u32> = r[&format!("index_{k:02}")]
