@@ -67,7 +67,8 @@ impl Source {
         if template.mode == Mode::Compare {
             if trace.trace.is_some() {
                 return Err(Error::InvalidArgument(format!(
-                    "template '{}' runs two models on the image; it takes no --trace: give                      --model and --compare (or neither, for the embedded Swin and ViT)",
+                    "template '{}' runs two models on the image; it takes no --trace: give \
+                     --model and --compare (or neither, for the embedded Swin and ViT)",
                     template.name
                 )));
             }
@@ -75,7 +76,8 @@ impl Source {
         }
         if compare.compare.is_some() {
             return Err(Error::InvalidArgument(format!(
-                "--compare names the second model of a compare template, and template '{}'                  shows one model; add --template compare",
+                "--compare names the second model of a compare template, and template '{}' \
+                 shows one model; add --template compare",
                 template.name
             )));
         }
