@@ -3,23 +3,15 @@
 //! geometry (Swin V1 and V2), the same weights under timm's names, and preprocessing of a real
 //! photo.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use swin_rollout::model::{Model, ModelSource};
 use swin_rollout::preprocess::Preprocessor;
 
-fn fixture(p: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(p)
-}
+mod common;
 
-fn reference(dir: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture(dir).join("reference.safetensors"), &Device::Cpu)
-        .expect("reference fixture")
-}
+use common::{fixture_path as fixture, reference};
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());

@@ -6,22 +6,15 @@
 //! here. Then an export of such a trace keeps that order when it is read back.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use swin_rollout::model::{Implementation, Model, ModelSource, Version};
 use swin_rollout::{Geometry, RollOrder, Trace};
 
-fn fixture(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(p)
-}
+mod common;
 
-fn reference(dir: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture(dir).join("reference.safetensors"), &Device::Cpu)
-        .expect("reference fixture")
-}
+use common::{fixture_path as fixture, reference};
 
 fn load(dir: &Path) -> swin_rollout::Result<Model> {
     Model::load(&ModelSource::Folder(dir.to_path_buf()))

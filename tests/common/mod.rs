@@ -12,6 +12,19 @@ use swin_rollout::{BlockTrace, Geometry, Trace};
 
 pub use swin_rollout::rng::SplitMix64 as Rng;
 
+/// A file or folder under `tests/fixtures/`.
+pub fn fixture_path(p: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(p)
+}
+
+/// The reference tensors a fixture script saved beside the model folder `dir`.
+pub fn reference(dir: &str) -> std::collections::HashMap<String, candle_core::Tensor> {
+    let path = fixture_path(dir).join("reference.safetensors");
+    candle_core::safetensors::load(path, &candle_core::Device::Cpu).expect("reference fixture")
+}
+
 /// A small Swin-like model: grid, configured window, blocks and heads per stage.
 #[derive(Clone, Copy)]
 pub struct Config {
